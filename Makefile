@@ -1,0 +1,35 @@
+# make test runs everything CI runs: formatting, vet, module tidiness, the
+# race-enabled test suite, and a short run of every fuzz target.
+GO        ?= go
+FUZZTIME  ?= 5s
+export CGO_ENABLED ?= 1
+
+.PHONY: test lint unit fuzz-smoke build generate bench
+
+test: lint unit fuzz-smoke
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	CGO_ENABLED=0 $(GO) build ./...
+	@cp go.mod /tmp/go.mod.ci && cp go.sum /tmp/go.sum.ci && $(GO) mod tidy && \
+	  if ! diff -q go.mod /tmp/go.mod.ci >/dev/null || ! diff -q go.sum /tmp/go.sum.ci >/dev/null; then \
+	    echo "go mod tidy changes go.mod/go.sum: run it and commit"; cp /tmp/go.mod.ci go.mod; cp /tmp/go.sum.ci go.sum; exit 1; fi
+
+unit:
+	$(GO) test -race -timeout 15m ./...
+
+# Every Fuzz* target, each for FUZZTIME.
+fuzz-smoke:
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
+	  dir=$$(dirname $$f); \
+	  for t in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
+	    echo "fuzz $$dir $$t"; \
+	    $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$dir >/dev/null || { $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$dir; exit 1; }; \
+	  done; done
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./...

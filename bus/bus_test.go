@@ -1,0 +1,452 @@
+package bus_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/logstream/logstream/bus"
+	"github.com/logstream/logstream/bus/bustest"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// nats-server and nats.go keep a few process-wide goroutines.
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).Start.func1"),
+		goleak.IgnoreTopFunction("time.Sleep"),
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.startSignalProcessing"),
+	)
+}
+
+func entry(i int) bus.Entry {
+	now := time.Now()
+	return bus.Entry{
+		Time: now, Received: now, Host: "host1", Service: "svc" + strconv.Itoa(i%3),
+		Level: bus.Level(i % 8), Message: "message " + strconv.Itoa(i), Source: bus.SourceSyslog,
+	}
+}
+
+func publishN(t testing.TB, p *bus.Publisher, from, n int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := from; i < from+n; i++ {
+		if err := p.Publish(ctx, entry(i)); err != nil {
+			t.Errorf("publish %d: %v", i, err)
+			return
+		}
+	}
+}
+
+// checkEntries checks that evs hold exactly entries from..from+n-1, each
+// once, with its fields intact, and each service's entries in publishing
+// order (the publisher spreads services over connections, so the stream
+// interleaves services freely).
+func checkEntries(t testing.TB, evs []bus.Event, from, n int) {
+	t.Helper()
+	if len(evs) != n {
+		t.Fatalf("got %d entries, want %d", len(evs), n)
+	}
+	seen := make(map[int]bool, n)
+	lastBySvc := map[string]int{}
+	for _, ev := range evs {
+		e, err := ev.Entry()
+		if err != nil {
+			t.Fatal(err)
+		}
+		i, err := strconv.Atoi(e.Message[len("message "):])
+		if err != nil || i < from || i >= from+n || seen[i] {
+			t.Fatalf("unexpected or duplicate entry %q", e.Message)
+		}
+		seen[i] = true
+		want := entry(i)
+		if e.Level != want.Level || e.Service != want.Service || e.Host != want.Host || e.Source != want.Source {
+			t.Fatalf("entry %d: got %+v want %+v", i, e, want)
+		}
+		if ev.Subject != bus.EntrySubject("logs", &want) {
+			t.Fatalf("entry %d on subject %q", i, ev.Subject)
+		}
+		if last, ok := lastBySvc[e.Service]; ok && i < last {
+			t.Fatalf("service %s: entry %d after %d", e.Service, i, last)
+		}
+		lastBySvc[e.Service] = i
+	}
+}
+
+// collect reads entry events until n have arrived, checking order.
+func collect(t testing.TB, s *bus.Subscription, n int, timeout time.Duration) []bus.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out []bus.Event
+	var last uint64
+	for len(out) < n {
+		ev, err := s.Next(ctx)
+		if err != nil {
+			t.Fatalf("after %d of %d entries: %v", len(out), n, err)
+		}
+		if ev.Kind != bus.EventEntry {
+			if ev.Kind == bus.EventDropped {
+				t.Fatalf("unexpected dropped notice: %+v", ev)
+			}
+			continue
+		}
+		if ev.Seq <= last {
+			t.Fatalf("sequence went from %d to %d", last, ev.Seq)
+		}
+		last = ev.Seq
+		out = append(out, ev)
+	}
+	return out
+}
+
+func TestPublishSubscribe(t *testing.T) {
+	for _, mode := range []string{"jetstream", "core"} {
+		t.Run(mode, func(t *testing.T) {
+			var b *bus.Bus
+			if mode == "core" {
+				b = bustest.Open(t, bustest.CoreMode)
+			} else {
+				b = bustest.Open(t)
+			}
+			sub, err := b.Subscribe(t.Context(), bus.Filter{}, bus.StartAtNew(), bus.SubscribeOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			publishN(t, b.Publisher(), 0, 100)
+			if err := b.Publisher().Flush(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			evs := collect(t, sub, 100, 10*time.Second)
+			checkEntries(t, evs, 0, 100)
+		})
+	}
+}
+
+// TestHistoryLiveSeam: 10,000 stored, a subscriber from sequence 0 while
+// 10,000 more are published receives exactly 20,000 in order.
+func TestHistoryLiveSeam(t *testing.T) {
+	b := bustest.Open(t)
+	p := b.Publisher()
+	publishN(t, p, 0, 10000)
+	if err := p.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := b.Subscribe(t.Context(), bus.Filter{}, bus.StartAfterSeq(0), bus.SubscribeOptions{MaxEntries: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	var wg sync.WaitGroup
+	wg.Go(func() { publishN(t, p, 10000, 10000) })
+	evs := collect(t, sub, 20000, 60*time.Second)
+	wg.Wait()
+	for i, ev := range evs {
+		if ev.Seq != uint64(i+1) {
+			t.Fatalf("event %d has sequence %d", i, ev.Seq)
+		}
+	}
+	checkEntries(t, evs, 0, 20000)
+	// Nothing more arrives: no duplicate after the seam.
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	for {
+		ev, err := sub.Next(ctx)
+		if err != nil {
+			break
+		}
+		if ev.Kind == bus.EventEntry {
+			t.Fatalf("extra entry after 20000: seq %d", ev.Seq)
+		}
+	}
+}
+
+func TestDedupByID(t *testing.T) {
+	b := bustest.Open(t)
+	p := b.Publisher()
+	e := entry(1)
+	e.ID = "boot-1:seq-42"
+	for range 3 {
+		if err := p.Publish(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := streamMsgs(t, b); n != 1 {
+		t.Fatalf("stream holds %d messages, want 1", n)
+	}
+}
+
+func streamMsgs(t testing.TB, b *bus.Bus) uint64 {
+	t.Helper()
+	nc, err := nats.Connect(b.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	s, err := js.Stream(t.Context(), "LOGS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func TestFilterSubscription(t *testing.T) {
+	b := bustest.Open(t)
+	p := b.Publisher()
+	f := bus.Filter{Services: []string{"svc1"}, Levels: bus.LevelsUpTo(bus.LevelErr)}
+	live, err := b.Subscribe(t.Context(), f, bus.StartAtNew(), bus.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	publishN(t, p, 0, 240)
+	if err := p.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := range 240 {
+		e := entry(i)
+		if f.Match(&e) {
+			want = append(want, e.Message)
+		}
+	}
+	check := func(name string, s *bus.Subscription) {
+		evs := collect(t, s, len(want), 10*time.Second)
+		for i, ev := range evs {
+			e, _ := ev.Entry()
+			if e.Message != want[i] {
+				t.Fatalf("%s: entry %d is %q, want %q", name, i, e.Message, want[i])
+			}
+		}
+	}
+	check("live", live)
+	hist, err := b.Subscribe(t.Context(), f, bus.StartAfterSeq(0), bus.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hist.Close()
+	check("history", hist)
+
+	last, err := b.Subscribe(t.Context(), f, bus.StartAtLast(5), bus.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer last.Close()
+	evs := collect(t, last, 5, 10*time.Second)
+	for i, ev := range evs {
+		e, _ := ev.Entry()
+		if e.Message != want[len(want)-5+i] {
+			t.Fatalf("last 5: entry %d is %q, want %q", i, e.Message, want[len(want)-5+i])
+		}
+	}
+}
+
+func TestCaughtUpAndResume(t *testing.T) {
+	b := bustest.Open(t)
+	p := b.Publisher()
+	publishN(t, p, 0, 50)
+	if err := p.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.Subscribe(t.Context(), bus.Filter{}, bus.StartAfterSeq(20), bus.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	var seqs []uint64
+	for {
+		ev, err := s.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Kind == bus.EventCaughtUp {
+			break
+		}
+		seqs = append(seqs, ev.Seq)
+	}
+	if len(seqs) != 30 || seqs[0] != 21 || seqs[29] != 50 {
+		t.Fatalf("resume after 20 gave %v", seqs)
+	}
+}
+
+func TestSlowSubscriberDropsAndIsTold(t *testing.T) {
+	b := bustest.Open(t)
+	p := b.Publisher()
+	slow, err := b.Subscribe(t.Context(), bus.Filter{}, bus.StartAtNew(), bus.SubscribeOptions{MaxEntries: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	fast, err := b.Subscribe(t.Context(), bus.Filter{}, bus.StartAtNew(), bus.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fast.Close()
+	publishN(t, p, 0, 1000)
+	collect(t, fast, 1000, 20*time.Second) // the fast one gets everything
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	var dropped uint64
+	got := 0
+	for got+int(dropped) < 1000 {
+		ev, err := slow.Next(ctx)
+		if err != nil {
+			t.Fatalf("slow: got %d, dropped %d: %v", got, dropped, err)
+		}
+		switch ev.Kind {
+		case bus.EventDropped:
+			if ev.Reason != bus.ReasonSlow {
+				t.Fatalf("reason %q", ev.Reason)
+			}
+			dropped += ev.Dropped
+		case bus.EventEntry:
+			got++
+		}
+	}
+	if dropped == 0 || got > 101 {
+		t.Fatalf("slow subscriber got %d and dropped %d of 1000; want a bounded buffer of 100", got, dropped)
+	}
+}
+
+func TestPublisherBlocksWhenNotAcknowledged(t *testing.T) {
+	srv := bustest.StartProcess(t)
+	cfg := func(c *bus.Config) {
+		c.URLs = []string{srv.URL()}
+		c.Publish.MaxInFlight = 64
+		c.Publish.Connections = 1
+	}
+	b := bustest.Open(t, cfg)
+	p := b.Publisher()
+	publishN(t, p, 0, 10)
+	if err := p.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	srv.Kill()
+	// With the server gone nothing is acknowledged: exactly the window
+	// fits, then Publish blocks until its context ends.
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	n := 0
+	var err error
+	for ; n < 1000; n++ {
+		if err = p.Publish(ctx, entry(10+n)); err != nil {
+			break
+		}
+	}
+	if n != 64 || err != context.DeadlineExceeded {
+		t.Fatalf("published %d before blocking (err %v); want the window of 64", n, err)
+	}
+	if p.InFlight() != 64 {
+		t.Fatalf("in flight %d", p.InFlight())
+	}
+	srv.Start()
+	fctx, fcancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer fcancel()
+	if err := p.Flush(fctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := countDistinct(t, srv.URL()); got != 74 {
+		t.Fatalf("stream holds %d distinct entries, want 74", got)
+	}
+}
+
+// countDistinct reads the whole stream and returns the number of distinct
+// messages, failing on duplicates.
+func countDistinct(t testing.TB, url string) int {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	s, err := js.Stream(t.Context(), "LOGS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := s.Info(t.Context())
+	c, err := s.OrderedConsumer(t.Context(), jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for range info.State.Msgs {
+		m, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e bus.Entry
+		if err := e.UnmarshalJSON(m.Data()); err != nil {
+			t.Fatal(err)
+		}
+		if seen[e.Message] {
+			t.Fatalf("duplicate in stream: %q", e.Message)
+		}
+		seen[e.Message] = true
+	}
+	return len(seen)
+}
+
+// TestExternalServerRestart: the nats-server process is killed and
+// restarted while entries are published; in JetStream mode every entry
+// ends up in the stream exactly once.
+func TestExternalServerRestart(t *testing.T) {
+	srv := bustest.StartProcess(t)
+	b := bustest.Open(t, func(c *bus.Config) { c.URLs = []string{srv.URL()}; c.Publish.AckTimeout = time.Second })
+	p := b.Publisher()
+	const total = 20000
+	var wg sync.WaitGroup
+	wg.Go(func() { publishN(t, p, 0, total) })
+	bustest.WaitFor(t, 30*time.Second, "some entries acknowledged", func() bool {
+		return streamCount(srv.URL()) > 2000
+	})
+	srv.Kill()
+	srv.Start()
+	wg.Wait()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := countDistinct(t, srv.URL()); got != total {
+		t.Fatalf("stream holds %d distinct entries, want %d", got, total)
+	}
+}
+
+func streamCount(url string) uint64 {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return 0
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, "LOGS")
+	if err != nil {
+		return 0
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0
+	}
+	return info.State.Msgs
+}
+
+var _ = fmt.Sprint
