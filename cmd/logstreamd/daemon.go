@@ -60,8 +60,8 @@ func newLogger(c LogConfig, w io.Writer) *slog.Logger {
 
 // newDaemon builds every component. Errors here (port in use, unwritable
 // state directory, bad certificate) stop the start with one clear line.
-func newDaemon(ctx context.Context, cfg Config, logOut io.Writer) (d *daemon, err error) {
-	d = &daemon{cfg: cfg, log: newLogger(cfg.Log, logOut), reg: prometheus.NewRegistry(), mux: http.NewServeMux()}
+func newDaemon(ctx context.Context, cfg Config, logOut io.Writer) (_ *daemon, err error) {
+	d := &daemon{cfg: cfg, log: newLogger(cfg.Log, logOut), reg: prometheus.NewRegistry(), mux: http.NewServeMux()}
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {
 		if err != nil && d.bus != nil {
