@@ -25,19 +25,22 @@ var ErrTooLarge = errors.New("bus: entry larger than the server's max payload")
 // backpressure every source relies on), and an entry whose publish fails,
 // is refused, or is not acknowledged within AckTimeout is sent again with
 // the same Nats-Msg-Id, with backoff, until it is stored — the stream's
-// duplicate window keeps one copy. In core mode entries are published
+// duplicate window keeps one copy. Entries without an ID of their own get
+// none unless PublishConfig.GenerateIDs is set: sent again, such an entry
+// may be stored twice, never lost. In core mode entries are published
 // without acknowledgement (at most once).
 //
 // A Publisher is safe for concurrent use.
 type Publisher struct {
-	b          *Bus
-	prefix     string
-	jetstream  bool
-	lanes      []*lane
-	idPrefix   string
-	ackTimeout time.Duration
-	window     uint64
-	maxPayload int
+	b           *Bus
+	prefix      string
+	jetstream   bool
+	lanes       []*lane
+	idPrefix    string
+	generateIDs bool
+	ackTimeout  time.Duration
+	window      uint64
+	maxPayload  int
 
 	mu      sync.Mutex
 	next    uint64    // index of the next entry
@@ -71,16 +74,17 @@ type pending struct {
 func newPublisher(ctx context.Context, b *Bus) (*Publisher, error) {
 	cfg := b.cfg.Publish
 	p := &Publisher{
-		b:          b,
-		prefix:     b.cfg.Prefix,
-		jetstream:  b.cfg.UseJetStream(),
-		idPrefix:   nuid.Next() + "-",
-		ackTimeout: cfg.AckTimeout,
-		window:     uint64(cfg.MaxInFlight),
-		wake:       make(chan struct{}),
-		nudge:      make(chan struct{}, 1),
-		stop:       make(chan struct{}),
-		done:       make(chan struct{}),
+		b:           b,
+		prefix:      b.cfg.Prefix,
+		jetstream:   b.cfg.UseJetStream(),
+		idPrefix:    nuid.Next() + "-",
+		generateIDs: cfg.GenerateIDs,
+		ackTimeout:  cfg.AckTimeout,
+		window:      uint64(cfg.MaxInFlight),
+		wake:        make(chan struct{}),
+		nudge:       make(chan struct{}, 1),
+		stop:        make(chan struct{}),
+		done:        make(chan struct{}),
 	}
 	if p.jetstream {
 		p.ring = make([]pending, p.window)
@@ -170,14 +174,16 @@ func (p *Publisher) Publish(ctx context.Context, e Entry) error {
 	idx := p.next
 	p.next++
 	id := e.ID
-	if id == "" {
+	if id == "" && p.generateIDs {
 		id = p.idPrefix + strconv.FormatUint(idx, 10)
 	}
 	msg := &nats.Msg{
 		Subject: subject,
 		Reply:   l.inbox + strconv.FormatUint(idx, 10),
-		Header:  nats.Header{nats.MsgIdHdr: []string{id}},
 		Data:    data,
+	}
+	if id != "" {
+		msg.Header = nats.Header{nats.MsgIdHdr: []string{id}}
 	}
 	now := time.Now()
 	p.ring[idx%p.window] = pending{idx: idx, msg: msg, lane: l, sent: now}
