@@ -43,7 +43,9 @@ func TestLegacyProtoUnchanged(t *testing.T) {
 		t.Errorf("method %q, want /LogService/StreamLogs", got)
 	}
 	// The v1 API keeps the legacy field numbers, names and kinds.
-	for _, c := range []struct{ legacy, v1 protoreflect.MessageDescriptor }{
+	for _, c := range []struct {
+		legacy, v1 protoreflect.MessageDescriptor
+	}{
 		{(&legacypb.LogRequest{}).ProtoReflect().Descriptor(), (&pb.LogRequest{}).ProtoReflect().Descriptor()},
 		{(&legacypb.LogEntry{}).ProtoReflect().Descriptor(), (&pb.LogEntry{}).ProtoReflect().Descriptor()},
 	} {
