@@ -69,6 +69,11 @@ func (h *hub) start() error {
 		}
 		sub.SetPendingLimits(-1, 512<<20)
 		h.coreSub = sub
+		// Entries arrive over other connections: make sure the server
+		// has the subscription before anyone counts on it.
+		if err := b.admin.Flush(); err != nil {
+			return fmt.Errorf("bus: subscribe: %w", err)
+		}
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
