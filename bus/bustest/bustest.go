@@ -129,15 +129,17 @@ type Process struct {
 	bin      string
 	Port     int
 	StoreDir string
+	args     []string
 	cmd      *exec.Cmd
 	exited   chan struct{}
 }
 
 // StartProcess starts a nats-server process with JetStream on a free
-// port. It is killed when the test ends.
-func StartProcess(t testing.TB) *Process {
+// port; args are extra nats-server flags (e.g. "--user", "u", "--pass",
+// "p"). It is killed when the test ends.
+func StartProcess(t testing.TB, args ...string) *Process {
 	t.Helper()
-	p := &Process{t: t, bin: NATSServerBinary(t), Port: FreePort(t), StoreDir: t.TempDir()}
+	p := &Process{t: t, bin: NATSServerBinary(t), Port: FreePort(t), StoreDir: t.TempDir(), args: args}
 	p.Start()
 	t.Cleanup(p.Kill)
 	return p
@@ -149,7 +151,7 @@ func (p *Process) URL() string { return "nats://127.0.0.1:" + strconv.Itoa(p.Por
 // Start starts the process (again) and waits until it accepts clients.
 func (p *Process) Start() {
 	p.t.Helper()
-	p.cmd = exec.Command(p.bin, "-a", "127.0.0.1", "-p", strconv.Itoa(p.Port), "-js", "-sd", p.StoreDir)
+	p.cmd = exec.Command(p.bin, append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(p.Port), "-js", "-sd", p.StoreDir}, p.args...)...)
 	if os.Getenv("LOGSTREAM_TEST_DEBUG") != "" {
 		p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr
 	}

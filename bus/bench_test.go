@@ -1,0 +1,133 @@
+package bus_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/logstream/logstream/bus"
+	"github.com/logstream/logstream/bus/bustest"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// benchEntry is a typical syslog entry; its JSON is about 250 bytes.
+func benchEntry(i int) bus.Entry {
+	now := time.Now()
+	return bus.Entry{
+		Time: now, Received: now, Host: "web" + strconv.Itoa(i%16), Service: "svc" + strconv.Itoa(i%25),
+		Level: bus.Level(i % 8), Facility: bus.FacilityFromCode(3), PID: 1234, Source: bus.SourceSyslog,
+		Message: "GET /api/v1/items?id=12345 HTTP/1.1 200 512 0.004 upstream=10.0.0.12:8080",
+	}
+}
+
+func BenchmarkEntryAppendJSON(b *testing.B) {
+	e := benchEntry(1)
+	e.Fields = map[string]string{"msgid": "ID47", "sd.origin.ip": "10.0.0.1"}
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = e.AppendJSON(buf[:0])
+	}
+	b.SetBytes(int64(len(buf)))
+}
+
+func BenchmarkEntryUnmarshalJSON(b *testing.B) {
+	e := benchEntry(1)
+	data := e.AppendJSON(nil)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		var got bus.Entry
+		if err := got.UnmarshalJSON(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkSubject(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = bus.Subject("logs", "web1", "nginx", bus.LevelErr)
+	}
+}
+
+func BenchmarkSubjectSanitize(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = bus.Subject("logs", "web1.example.com", "user@1000.service", bus.LevelErr)
+	}
+}
+
+// 400 distinct subjects (16 hosts × 25 services, levels vary) as a busy
+// ingest node sees them.
+func benchPublish(b *testing.B, mods ...func(*bus.Config)) {
+	bb := bustest.Open(b, mods...)
+	p := bb.Publisher()
+	ctx := context.Background()
+	entries := make([]bus.Entry, 1000)
+	for i := range entries {
+		entries[i] = benchEntry(i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	i := 0
+	for b.Loop() {
+		if err := p.Publish(ctx, entries[i%len(entries)]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	if err := p.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(i)/time.Since(start).Seconds(), "entries/s")
+}
+
+func BenchmarkPublishJetStream(b *testing.B) { benchPublish(b) }
+
+func BenchmarkPublishCore(b *testing.B) { benchPublish(b, bustest.CoreMode) }
+
+// BenchmarkBareJetStreamAsync is the baseline: nats.go's own async
+// JetStream publisher, one connection, the same encoded entries, no
+// logstream code in the path.
+func BenchmarkBareJetStreamAsync(b *testing.B) {
+	bb := bustest.Open(b)
+	nc, err := nats.Connect(bb.ClientURL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
+	if err != nil {
+		b.Fatal(err)
+	}
+	type msg struct {
+		subj string
+		data []byte
+	}
+	msgs := make([]msg, 1000)
+	for i := range msgs {
+		e := benchEntry(i)
+		msgs[i] = msg{bus.EntrySubject("logs", &e), e.AppendJSON(nil)}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	i := 0
+	for b.Loop() {
+		m := msgs[i%len(msgs)]
+		if _, err := js.PublishAsync(m.subj, m.data); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		b.Fatal("acks did not complete")
+	}
+	b.ReportMetric(float64(i)/time.Since(start).Seconds(), "entries/s")
+}

@@ -1,0 +1,171 @@
+package bus_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logstream/logstream/bus"
+	"github.com/logstream/logstream/bus/bustest"
+)
+
+// writeCerts writes a CA, a server certificate for 127.0.0.1 and a
+// client certificate, returning their file names.
+func writeCerts(t *testing.T) (ca, srvCert, srvKey, cliCert, cliKey string) {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	caCert, _ := x509.ParseCertificate(caDER)
+	ca = write("ca.pem", "CERTIFICATE", caDER)
+	leaf := func(name string, serial int64, usage x509.ExtKeyUsage) (string, string) {
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+			KeyUsage: x509.KeyUsageDigitalSignature,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kder, _ := x509.MarshalECPrivateKey(k)
+		return write(name+".pem", "CERTIFICATE", der), write(name+"-key.pem", "EC PRIVATE KEY", kder)
+	}
+	srvCert, srvKey = leaf("server", 2, x509.ExtKeyUsageServerAuth)
+	cliCert, cliKey = leaf("client", 3, x509.ExtKeyUsageClientAuth)
+	return
+}
+
+// TestExternalAuth connects to nats-server processes that require
+// user/password, a token, and mutual TLS; wrong credentials fail with the
+// server's reason.
+func TestExternalAuth(t *testing.T) {
+	ca, srvCert, srvKey, cliCert, cliKey := writeCerts(t)
+	tests := []struct {
+		name    string
+		args    []string
+		good    func(*bus.Config)
+		bad     func(*bus.Config)
+		badWant string
+	}{
+		{"user password", []string{"--user", "u", "--pass", "secret"},
+			func(c *bus.Config) { c.User, c.Password = "u", "secret" },
+			func(c *bus.Config) { c.User, c.Password = "u", "wrong" }, "Authorization"},
+		{"token", []string{"--auth", "s3cr3t"},
+			func(c *bus.Config) { c.Token = "s3cr3t" },
+			func(c *bus.Config) { c.Token = "nope" }, "Authorization"},
+		{"mutual tls", []string{"--tls", "--tlscert", srvCert, "--tlskey", srvKey, "--tlsverify", "--tlscacert", ca},
+			func(c *bus.Config) { c.TLS = bus.TLS{CAFile: ca, CertFile: cliCert, KeyFile: cliKey} },
+			func(c *bus.Config) { c.TLS = bus.TLS{CAFile: ca} }, "certificate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := bustest.StartProcess(t, tt.args...)
+			url := srv.URL()
+			if strings.Contains(tt.name, "tls") {
+				url = strings.Replace(url, "nats://", "tls://", 1)
+			}
+			b := bustest.Open(t, func(c *bus.Config) { c.URLs = []string{url}; tt.good(c) })
+			publishN(t, b.Publisher(), 0, 10)
+			if err := b.Publisher().Flush(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			cfg := bus.Config{URLs: []string{url}}
+			tt.bad(&cfg)
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+			defer cancel()
+			_, err := bus.Open(ctx, cfg, t.TempDir(), bustest.Logger(t), nil)
+			if err == nil || !strings.Contains(strings.ToLower(err.Error()), strings.ToLower(tt.badWant)) {
+				t.Fatalf("bad credentials: err %v, want one mentioning %q", err, tt.badWant)
+			}
+		})
+	}
+}
+
+func TestStartSince(t *testing.T) {
+	b := bustest.Open(t)
+	p := b.Publisher()
+	publishN(t, p, 0, 20)
+	if err := p.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	mid := time.Now()
+	bustest.WaitFor(t, 5*time.Second, "the clock to move", func() bool { return time.Since(mid) > 2*time.Millisecond })
+	publishN(t, p, 20, 10)
+	if err := p.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.Subscribe(t.Context(), bus.Filter{}, bus.StartAtTime(mid), bus.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	evs := collect(t, s, 10, 10*time.Second)
+	checkEntries(t, evs, 20, 10)
+	// Then live.
+	publishN(t, p, 30, 5)
+	checkEntries(t, collect(t, s, 5, 10*time.Second), 30, 5)
+}
+
+func TestSubscribeErrors(t *testing.T) {
+	core := bustest.Open(t, bustest.CoreMode)
+	if _, err := core.Subscribe(t.Context(), bus.Filter{}, bus.StartAtLast(5), bus.SubscribeOptions{}); err != bus.ErrNoHistory {
+		t.Errorf("history in core mode: %v", err)
+	}
+	b := bustest.Open(t)
+	f := bus.Filter{Hosts: []string{"a"}, Scope: &bus.Filter{Hosts: []string{"b"}}}
+	if _, err := b.Subscribe(t.Context(), f, bus.StartAtNew(), bus.SubscribeOptions{}); err != bus.ErrNothingAllowed {
+		t.Errorf("out of scope: %v", err)
+	}
+}
+
+// TestResumeGone: entries aged out of the stream are reported as gone.
+func TestResumeGone(t *testing.T) {
+	b := bustest.Open(t, func(c *bus.Config) { c.Stream.MaxBytes = 64 << 10 })
+	p := b.Publisher()
+	publishN(t, p, 0, 2000) // far more than 64 KiB: the oldest are discarded
+	if err := p.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.Subscribe(t.Context(), bus.Filter{}, bus.StartAfterSeq(10), bus.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ev, err := s.Next(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Kind != bus.EventDropped || ev.Reason != bus.ReasonGone || ev.Dropped == 0 {
+		t.Fatalf("first event %+v, want a gone notice", ev)
+	}
+	next, err := s.Next(t.Context())
+	if err != nil || next.Kind != bus.EventEntry || next.Seq != 10+ev.Dropped+1 {
+		t.Fatalf("after %d gone, next is %+v (%v)", ev.Dropped, next, err)
+	}
+}
