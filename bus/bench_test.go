@@ -3,6 +3,8 @@ package bus_test
 import (
 	"context"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,4 +132,57 @@ func BenchmarkBareJetStreamAsync(b *testing.B) {
 		b.Fatal("acks did not complete")
 	}
 	b.ReportMetric(float64(i)/time.Since(start).Seconds(), "entries/s")
+}
+
+// BenchmarkFanout: one publisher, 1000 live subscriptions each reading
+// in batches; reports deliveries per second through the hub.
+func BenchmarkFanout(b *testing.B) {
+	bb := bustest.Open(b)
+	p := bb.Publisher()
+	const subs = 1000
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var delivered atomic.Int64
+	var wg sync.WaitGroup
+	for range subs {
+		s, err := bb.Subscribe(ctx, bus.Filter{}, bus.StartAtNew(), bus.SubscribeOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		wg.Go(func() {
+			defer s.Close()
+			buf := make([]bus.Event, 0, 256)
+			for {
+				evs, err := s.NextBatch(ctx, buf[:0], 256)
+				if err != nil {
+					return
+				}
+				n := 0
+				for _, ev := range evs {
+					if ev.Kind == bus.EventEntry {
+						n++
+					}
+				}
+				delivered.Add(int64(n))
+			}
+		})
+	}
+	b.ResetTimer()
+	start := time.Now()
+	n := 0
+	for b.Loop() {
+		if err := p.Publish(ctx, benchEntry(n)); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	want := int64(n) * subs
+	deadline := time.Now().Add(time.Minute)
+	for delivered.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	el := time.Since(start)
+	b.ReportMetric(float64(delivered.Load())/el.Seconds(), "deliveries/s")
+	cancel()
+	wg.Wait()
 }
