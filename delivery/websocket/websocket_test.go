@@ -266,9 +266,9 @@ func TestOrigin(t *testing.T) {
 
 	e2 := newEnv(t, Config{AllowedOrigins: []string{"https://logs.example.com"}}, nil)
 	for origin, status := range map[string]int{
-		"https://logs.example.com": http.StatusSwitchingProtocols,
-		"https://LOGS.example.com": http.StatusSwitchingProtocols,
-		"http://logs.example.com":  http.StatusForbidden,
+		"https://logs.example.com":                            http.StatusSwitchingProtocols,
+		"https://LOGS.example.com":                            http.StatusSwitchingProtocols,
+		"http://logs.example.com":                             http.StatusForbidden,
 		"http://" + strings.TrimPrefix(e2.srv.URL, "http://"): http.StatusForbidden,
 	} {
 		conn, resp, _ := e2.dial("", http.Header{"Origin": {origin}})
