@@ -159,11 +159,7 @@ func (c *client) control(data []byte) {
 	h := c.h
 	sp, err := parseControl(data, h.cfg.MaxBacklog, time.Now())
 	if err != nil {
-		id := ""
-		if sp != nil {
-			id = sp.req.ID
-		}
-		c.queueReply(reply{data: errorMessage(id, CodeBadRequest, err.Error())})
+		c.queueReply(reply{data: errorMessage(sp.reqID(), CodeBadRequest, err.Error())})
 		return
 	}
 	id := sp.req.ID

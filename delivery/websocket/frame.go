@@ -1,6 +1,7 @@
 package websocket
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"sync"
@@ -10,14 +11,14 @@ import (
 // Frames are JSON text messages, one object each, told apart by "type":
 //
 //	{"type":"subscribed","filter":{…the request, normalised…}}
-//	{"type":"entries","entries":[{"seq":42,"entry":{…entry JSON…}},…]}
+//	{"type":"entries","entries":[{…entry JSON…,"seq":42},…]}
 //	{"type":"dropped","count":17,"reason":"slow"}      (or "gone")
 //	{"type":"caught_up"}
 //	{"type":"error","code":4400,"message":"regex: …"}
 //	{"type":"pong"}
 //
-// The entry object is the entry's JSON exactly as it travels on NATS; it
-// is copied, not re-encoded.
+// Each element of entries is the entry's JSON object exactly as it travels
+// on NATS, copied, not re-encoded, with its stream sequence added as "seq".
 
 // Close codes beyond RFC 6455's, in the private range 4000-4999.
 const (
@@ -33,15 +34,22 @@ var (
 	frameCaughtUp      = []byte(`{"type":"caught_up"}`)
 )
 
-// appendEntry appends one element of the entries array.
+// appendEntry appends one element of the entries array: the entry's JSON
+// object with "seq" added as its last key (last, so that it wins over a
+// "seq" key a foreign publisher may have put in the object). data must be
+// a valid JSON object (see validity).
 func appendEntry(b []byte, first bool, seq uint64, data []byte) []byte {
 	if !first {
 		b = append(b, ',')
 	}
-	b = append(b, `{"seq":`...)
+	obj := bytes.TrimRight(data, " \t\r\n")
+	obj = obj[:len(obj)-1] // the closing brace
+	b = append(b, obj...)
+	if len(bytes.TrimRight(obj, " \t\r\n")) > 1 {
+		b = append(b, ',')
+	}
+	b = append(b, `"seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
-	b = append(b, `,"entry":`...)
-	b = append(b, data...)
 	return append(b, '}')
 }
 

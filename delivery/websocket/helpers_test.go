@@ -132,10 +132,7 @@ func (e *env) metric(name, labels string) float64 {
 type frame struct {
 	Type    string `json:"type"`
 	ID      string `json:"id"`
-	Entries []struct {
-		Seq   uint64          `json:"seq"`
-		Entry json.RawMessage `json:"entry"`
-	} `json:"entries"`
+	Entries []json.RawMessage `json:"entries"`
 	Count   uint64          `json:"count"`
 	Reason  string          `json:"reason"`
 	Code    int             `json:"code"`
@@ -180,11 +177,17 @@ func mustFrame(t testing.TB, c *gorillaws.Conn) frame {
 func entriesOf(t testing.TB, f frame) []got {
 	t.Helper()
 	var out []got
-	for _, e := range f.Entries {
+	for _, raw := range f.Entries {
 		var g got
-		g.seq = e.Seq
-		if err := g.entry.UnmarshalJSON(e.Entry); err != nil {
-			t.Fatalf("entry %d: %v: %s", e.Seq, err, e.Entry)
+		var s struct {
+			Seq *uint64 `json:"seq"`
+		}
+		if err := json.Unmarshal(raw, &s); err != nil || s.Seq == nil {
+			t.Fatalf("entry without seq: %v: %s", err, raw)
+		}
+		g.seq = *s.Seq
+		if err := g.entry.UnmarshalJSON(raw); err != nil {
+			t.Fatalf("entry %d: %v: %s", g.seq, err, raw)
 		}
 		out = append(out, g)
 	}

@@ -46,6 +46,14 @@ type spec struct {
 	start  bus.Start
 }
 
+// reqID is the request's id, "" for a nil spec.
+func (sp *spec) reqID() string {
+	if sp == nil {
+		return ""
+	}
+	return sp.req.ID
+}
+
 // requestError is a bad request: its text starts with the parameter.
 type requestError struct{ msg string }
 

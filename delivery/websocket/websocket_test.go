@@ -566,12 +566,12 @@ func readSeqs(c *gorillaws.Conn, n int, timeout time.Duration) error {
 			continue
 		}
 		for {
-			i := bytes.Index(data, []byte(`{"seq":`))
+			i := bytes.Index(data, []byte(`,"seq":`))
 			if i < 0 {
 				break
 			}
 			data = data[i+7:]
-			j := bytes.IndexByte(data, ',')
+			j := bytes.IndexByte(data, '}')
 			seq, err := strconv.ParseUint(string(data[:j]), 10, 64)
 			if err != nil {
 				return err
