@@ -82,4 +82,3 @@ func hostname() (string, error) {
 	h, err := os.Hostname()
 	return bus.SanitizeToken(h), err
 }
-
