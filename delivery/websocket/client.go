@@ -3,6 +3,7 @@ package websocket
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -448,6 +449,15 @@ func (c *client) finish() {
 			}
 			t.Stop()
 		}
+	}
+	if evict == "read_limit" {
+		// gorilla has sent 1009; read away the rest of the oversized
+		// message so that closing does not reset the connection and
+		// lose that close frame.
+		<-c.readDone
+		nc := c.conn.NetConn()
+		_ = nc.SetReadDeadline(time.Now().Add(time.Second))
+		_, _ = io.CopyN(io.Discard, nc, 4<<20)
 	}
 	_ = c.conn.Close()
 	<-c.readDone

@@ -130,14 +130,14 @@ func (e *env) metric(name, labels string) float64 {
 
 // frame is any frame, decoded.
 type frame struct {
-	Type    string `json:"type"`
-	ID      string `json:"id"`
+	Type    string            `json:"type"`
+	ID      string            `json:"id"`
 	Entries []json.RawMessage `json:"entries"`
-	Count   uint64          `json:"count"`
-	Reason  string          `json:"reason"`
-	Code    int             `json:"code"`
-	Message string          `json:"message"`
-	Filter  json.RawMessage `json:"filter"`
+	Count   uint64            `json:"count"`
+	Reason  string            `json:"reason"`
+	Code    int               `json:"code"`
+	Message string            `json:"message"`
+	Filter  json.RawMessage   `json:"filter"`
 	raw     []byte
 }
 
