@@ -209,7 +209,7 @@ func (c *Config) Validate() error {
 			}
 			names[l.Name] = i
 		}
-		if l.Address != "" {
+		if _, port, _ := net.SplitHostPort(l.Address); l.Address != "" && port != "0" {
 			k := l.network() + " " + l.Address
 			if j, dup := addrs[k]; dup {
 				return fmt.Errorf("%s.address: %s %s is also listeners[%d]'s", key, l.Protocol, l.Address, j)

@@ -87,6 +87,11 @@ func (r *running) waitStats(t testing.TB, i int, what string, cond func(Stats) b
 	return st
 }
 
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	bustest.WaitFor(t, 30*time.Second, what, cond)
+}
+
 // checkBalance asserts received = published + dropped on every listener.
 func (r *running) checkBalance(t testing.TB) {
 	t.Helper()
