@@ -465,4 +465,3 @@ func TestPortInUse(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 }
-
