@@ -97,13 +97,15 @@ const (
 const DefaultAddress = "127.0.0.1:5514"
 
 // DefaultConfig returns the daemon's defaults: enabled, UDP and TCP on
-// 127.0.0.1:5514.
+// 127.0.0.1:5514, both named "syslog" (the FileDescriptorName of
+// systemd/logstreamd-syslog.socket, whose sockets they take when the
+// daemon is socket-activated).
 func DefaultConfig() Config {
 	c := Config{
 		Enabled: true,
 		Listeners: []Listener{
-			{Name: "syslog-udp", Protocol: ProtoUDP, Address: DefaultAddress},
-			{Name: "syslog-tcp", Protocol: ProtoTCP, Address: DefaultAddress},
+			{Name: "syslog", Protocol: ProtoUDP, Address: DefaultAddress},
+			{Name: "syslog", Protocol: ProtoTCP, Address: DefaultAddress},
 		},
 	}
 	return c.withDefaults()
@@ -204,10 +206,13 @@ func (c *Config) Validate() error {
 			return err
 		}
 		if l.Name != "" {
-			if j, dup := names[l.Name]; dup {
-				return fmt.Errorf("%s.name: %q is also the name of listeners[%d]", key, l.Name, j)
+			// One stream and one datagram listener may share a name: a
+			// systemd .socket unit gives all its sockets one name.
+			k := l.Name + "/" + l.kind()
+			if j, dup := names[k]; dup {
+				return fmt.Errorf("%s.name: %q is also the name of listeners[%d] (a name is shared by at most one stream and one datagram listener)", key, l.Name, j)
 			}
-			names[l.Name] = i
+			names[k] = i
 		}
 		if _, port, _ := net.SplitHostPort(l.Address); l.Address != "" && port != "0" {
 			k := l.network() + " " + l.Address
@@ -270,12 +275,33 @@ func (l *Listener) network() string {
 	return l.Protocol
 }
 
-// label names the listener in metrics and logs.
-func (l *Listener) label() string {
-	if l.Name != "" {
-		return l.Name
+// kind is "stream" or "datagram".
+func (l *Listener) kind() string {
+	if l.stream() {
+		return "stream"
 	}
-	return l.Protocol + "://" + l.Address
+	return "datagram"
+}
+
+// labels name the listeners in metrics and logs: the name, with the
+// protocol added when two share it, else protocol://address.
+func labels(ls []Listener) []string {
+	count := map[string]int{}
+	for _, l := range ls {
+		count[l.Name]++
+	}
+	out := make([]string, len(ls))
+	for i, l := range ls {
+		switch {
+		case l.Name == "":
+			out[i] = l.Protocol + "://" + l.Address
+		case count[l.Name] > 1:
+			out[i] = l.Name + "/" + l.Protocol
+		default:
+			out[i] = l.Name
+		}
+	}
+	return out
 }
 
 func (l *Listener) stream() bool {

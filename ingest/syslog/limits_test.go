@@ -425,6 +425,10 @@ func TestConfigValidate(t *testing.T) {
 		{"bad protocol", func(c *Config) { c.Listeners[1].Protocol = "sctp" }, "syslog.listeners[1].protocol:"},
 		{"bad address", func(c *Config) { c.Listeners[0].Address = "nohost" }, "syslog.listeners[0].address:"},
 		{"duplicate", func(c *Config) { c.Listeners[1].Protocol = "udp" }, "syslog.listeners[1]"},
+		{"shared name across kinds", func(c *Config) { c.Listeners[0].Name, c.Listeners[1].Name = "x", "x" }, ""},
+		{"shared name same kind", func(c *Config) {
+			c.Listeners = append(c.Listeners, Listener{Name: "syslog", Protocol: "unix", Address: "/tmp/x"})
+		}, "syslog.listeners[2].name:"},
 		{"tls without cert", func(c *Config) { c.Listeners[1].Protocol = "tls" }, "syslog.listeners[1].tls.cert_file:"},
 		{"tls on udp", func(c *Config) { c.Listeners[0].TLS.CertFile = "x" }, "syslog.listeners[0].tls:"},
 		{"socket mode", func(c *Config) {

@@ -49,10 +49,19 @@ type activated struct {
 func takeActivated() activated {
 	a := activated{streams: map[string][]net.Listener{}, packets: map[string][]net.PacketConn{}}
 	for _, f := range activation.Files(true) {
-		if l, err := net.FileListener(f); err == nil {
-			a.streams[f.Name()] = append(a.streams[f.Name()], l)
-		} else if pc, err := net.FilePacketConn(f); err == nil {
-			a.packets[f.Name()] = append(a.packets[f.Name()], pc)
+		// net.FileListener takes a unixgram socket for a listener: ask the
+		// socket its type.
+		typ, err := syscall.GetsockoptInt(int(f.Fd()), syscall.SOL_SOCKET, syscall.SO_TYPE)
+		switch {
+		case err != nil:
+		case typ == syscall.SOCK_DGRAM:
+			if pc, err := net.FilePacketConn(f); err == nil {
+				a.packets[f.Name()] = append(a.packets[f.Name()], pc)
+			}
+		default:
+			if l, err := net.FileListener(f); err == nil {
+				a.streams[f.Name()] = append(a.streams[f.Name()], l)
+			}
 		}
 		f.Close()
 	}

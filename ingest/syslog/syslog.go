@@ -132,8 +132,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	}
 	act := takeActivated()
 	defer act.closeUnused(log)
+	labels := labels(cfg.Listeners)
 	for i, lc := range cfg.Listeners {
-		l := &listener{cfg: lc, label: lc.label()}
+		l := &listener{cfg: lc, label: labels[i]}
 		if err := l.open(fmt.Sprintf("syslog.listeners[%d]", i), &cfg, &act, log); err != nil {
 			s.Close()
 			return nil, err
