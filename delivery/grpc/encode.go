@@ -42,7 +42,7 @@ func (codec) Name() string { return protoenc.Name }
 // trusted only when the entry's JSON is the same (a recreated stream
 // reuses sequences).
 type encCache struct {
-	slots [4096]atomic.Pointer[encoded]
+	slots [1024]atomic.Pointer[encoded]
 }
 
 type encoded struct {

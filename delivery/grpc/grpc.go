@@ -230,6 +230,9 @@ type Server struct {
 
 	slots chan struct{} // one token per stream being served (max_streams)
 	open  atomic.Int64  // streams subscribed
+	// senders counts the streams' sending goroutines: one may outlive its
+	// handler briefly, until gRPC cancels the stream.
+	senders sync.WaitGroup
 
 	stopCtx  context.Context // cancelled when the server stops: streams end
 	stop     context.CancelFunc
@@ -325,6 +328,7 @@ func (s *Server) Run(ctx context.Context) error {
 	<-s.stopped
 	<-errc
 	watch.Wait()
+	s.senders.Wait()
 	return err
 }
 

@@ -3,6 +3,8 @@ package grpc
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/logstream/logstream/bus"
@@ -110,75 +112,208 @@ func (s *Server) serve(ctx context.Context, api string, q Request, out sink) err
 	gauge.Inc()
 	defer gauge.Dec()
 	started := time.Now()
-	var sent uint64
 	log.Debug("stream opened", "start", q.Start.Kind, "hosts", q.Filter.Hosts, "services", q.Filter.Services)
-	defer func() { log.Debug("stream closed", "sent", sent, "duration", time.Since(started)) }()
 
-	// sctx ends when the client goes or the server stops. When the server
-	// stops, the stream sends what its queue holds (at most one queue's
-	// worth) and ends with UNAVAILABLE.
-	sctx, cancelS := context.WithCancel(ctx)
-	defer cancelS()
-	defer context.AfterFunc(s.stopCtx, cancelS)()
-	disconnect := q.Disconnect || s.cfg.SlowPolicy == PolicyDisconnect
-	var lastSeq uint64
-	drain := -1 // entries left to send once stopping; -1 while not stopping
+	st := &streamState{
+		s: s, sub: sub, out: out, log: log,
+		q:          newStreamQueue(s.cfg.QueueEntries, int(s.cfg.QueueBytes)),
+		disconnect: q.Disconnect || s.cfg.SlowPolicy == PolicyDisconnect,
+		quit:       make(chan struct{}),
+		sendErr:    make(chan error, 1),
+	}
+	// sctx ends when the client goes, the server stops or the sender
+	// fails: it wakes the reader.
+	sctx, cancelStream := context.WithCancel(ctx)
+	defer cancelStream()
+	defer context.AfterFunc(s.stopCtx, cancelStream)()
+	s.senders.Add(1)
+	go func() {
+		defer s.senders.Done()
+		if err := st.send(); err != nil {
+			st.sendErr <- err
+			cancelStream()
+		}
+	}()
+	defer close(st.quit)
+	err = st.read(ctx, sctx)
+	log.Debug("stream closed", "sent", st.sent.Load(), "duration", time.Since(started), "status", status.Code(err))
+	return err
+}
+
+// streamState is one stream: the handler's goroutine reads the
+// subscription into the queue (read) while another sends from it (send),
+// so that a client that stops reading can be disconnected, or its oldest
+// entries dropped, while a send to it is blocked.
+type streamState struct {
+	s          *Server
+	sub        *bus.Subscription
+	out        sink
+	log        *slog.Logger
+	q          *streamQueue
+	disconnect bool
+	live       bool          // caught up: entries may be dropped
+	quit       chan struct{} // closed when the handler returns
+	sendErr    chan error
+	lastSeq    atomic.Uint64 // of the last entry sent
+	sent       atomic.Uint64
+}
+
+// read moves events from the subscription to the queue until the stream
+// ends, and returns its status.
+func (st *streamState) read(ctx, sctx context.Context) error {
+	s := st.s
 	buf := make([]bus.Event, 0, batchSize)
 	for {
-		if drain < 0 && s.stopCtx.Err() != nil {
-			drain = s.cfg.QueueEntries
+		// History is read at the client's pace: wait for room.
+		for !st.live && st.q.full() && sctx.Err() == nil {
+			select {
+			case <-st.q.space:
+			case <-sctx.Done():
+			}
 		}
-		buf, err = sub.NextBatch(sctx, buf[:0], batchSize)
+		var err error
+		buf, err = st.sub.NextBatch(sctx, buf[:0], batchSize)
 		for i := range buf {
-			ev := &buf[i]
-			var serr error
-			switch ev.Kind {
-			case bus.EventEntry:
-				serr = out.entry(ev)
-				if serr == errSkip {
-					serr = nil
-					continue
-				}
-				lastSeq = ev.Seq
-				sent++
-			case bus.EventDropped:
-				s.metrics.dropped.WithLabelValues(ev.Reason).Add(float64(ev.Dropped))
-				if disconnect && ev.Reason == bus.ReasonSlow {
-					s.metrics.disconnects.WithLabelValues("slow").Inc()
-					log.Info("slow stream disconnected", "dropped", ev.Dropped, "last_seq", lastSeq)
-					return status.Errorf(codes.ResourceExhausted,
-						"the client did not keep up and %d entries were dropped; reconnect with after_seq %d to read them from history", ev.Dropped, lastSeq)
-				}
-				serr = out.dropped(ev.Dropped, ev.Reason)
-			case bus.EventCaughtUp:
-				serr = out.caughtUp()
-			}
-			if serr != nil {
-				return serr
-			}
-			if drain > 0 && ev.Kind == bus.EventEntry {
-				drain--
+			if err := st.enqueue(&buf[i]); err != nil {
+				return err
 			}
 		}
 		clear(buf) // keep no entry alive while waiting
 		if err == nil {
-			if drain == 0 {
-				return s.shutdownStatus()
-			}
 			continue
+		}
+		select {
+		case err := <-st.sendErr:
+			return err
+		default:
 		}
 		switch {
 		case ctx.Err() != nil:
 			return status.FromContextError(ctx.Err()).Err()
 		case s.stopCtx.Err() != nil:
-			return s.shutdownStatus() // the queue is drained
+			return st.drain(ctx)
 		case errors.Is(err, bus.ErrClosed):
 			return status.Error(codes.Unavailable, "the bus is closed; reconnect with after_seq set to the last seq received")
 		default:
-			log.Warn("stream ended by the bus", "err", err)
+			st.log.Warn("stream ended by the bus", "err", err)
 			return status.Error(codes.Unavailable, err.Error())
 		}
 	}
+}
+
+// enqueue puts one event from the subscription in the queue, applying
+// the slow policy; an error ends the stream.
+func (st *streamState) enqueue(ev *bus.Event) error {
+	m := st.s.metrics
+	switch ev.Kind {
+	case bus.EventEntry:
+		if n := st.q.push(*ev, st.live); n > 0 {
+			m.dropped.WithLabelValues(bus.ReasonSlow).Add(float64(n))
+			if st.disconnect {
+				return st.tooSlow(uint64(n))
+			}
+		}
+	case bus.EventDropped:
+		m.dropped.WithLabelValues(ev.Reason).Add(float64(ev.Dropped))
+		if st.disconnect && ev.Reason == bus.ReasonSlow {
+			return st.tooSlow(ev.Dropped)
+		}
+		st.q.push(*ev, st.live)
+	case bus.EventCaughtUp:
+		st.live = true
+		st.q.push(*ev, true)
+	}
+	return nil
+}
+
+func (st *streamState) tooSlow(dropped uint64) error {
+	st.s.metrics.disconnects.WithLabelValues("slow").Inc()
+	last := st.lastSeq.Load()
+	st.log.Info("slow stream disconnected", "dropped", dropped, "last_seq", last)
+	return status.Errorf(codes.ResourceExhausted,
+		"the client did not keep up: its queue of %d entries overflowed; reconnect with after_seq %d to read what it missed from history", st.s.cfg.QueueEntries, last)
+}
+
+// drain, once the server stops, moves what the subscription holds to
+// the queue (at most one queue's worth), waits until the sender has sent
+// it, and ends the stream with UNAVAILABLE. The server's grace period
+// bounds the wait: then the connection is closed and ctx ends.
+func (st *streamState) drain(ctx context.Context) error {
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	buf := make([]bus.Event, 0, batchSize)
+	for moved := 0; moved < st.s.cfg.QueueEntries; moved += len(buf) {
+		var err error
+		buf, err = st.sub.NextBatch(done, buf[:0], batchSize)
+		if err != nil {
+			break
+		}
+		for i := range buf {
+			if err := st.enqueue(&buf[i]); err != nil {
+				return err
+			}
+		}
+	}
+	for !st.q.drained() {
+		select {
+		case <-st.q.space:
+		case err := <-st.sendErr:
+			return err
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	return st.s.shutdownStatus()
+}
+
+// send sends what the queue holds until the handler returns or a send
+// fails.
+func (st *streamState) send() error {
+	buf := make([]bus.Event, 0, batchSize)
+	for {
+		buf = st.q.take(buf[:0], batchSize)
+		if len(buf) == 0 {
+			select {
+			case <-st.q.ready:
+				continue
+			case <-st.quit:
+				return nil
+			}
+		}
+		for i := range buf {
+			select {
+			case <-st.quit:
+				return nil // the stream has ended: send nothing more
+			default:
+			}
+			if err := st.sendOne(&buf[i]); err != nil {
+				st.q.sent()
+				return err
+			}
+		}
+		clear(buf)
+		st.q.sent()
+	}
+}
+
+func (st *streamState) sendOne(ev *bus.Event) error {
+	switch ev.Kind {
+	case bus.EventEntry:
+		err := st.out.entry(ev)
+		if err == errSkip {
+			return nil
+		}
+		if err == nil {
+			st.lastSeq.Store(ev.Seq)
+			st.sent.Add(1)
+		}
+		return err
+	case bus.EventDropped:
+		return st.out.dropped(ev.Dropped, ev.Reason)
+	case bus.EventCaughtUp:
+		return st.out.caughtUp()
+	}
+	return nil
 }
 
 func (s *Server) shutdownStatus() error {
