@@ -25,7 +25,10 @@ import (
 
 func TestMain(m *testing.M) {
 	journaldtest.MaybeWriter()
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		benchCleanup()
+		os.Exit(code)
+	}))
 }
 
 func newTestID() string {
@@ -212,6 +215,24 @@ func head(s []int) []int { return s[:min(len(s), 20)] }
 func (h *harness) metric(name string, labels ...string) float64 {
 	h.t.Helper()
 	return gather(h.t, h.reg, name, labels...)
+}
+
+// waitMetric waits until metric(name, labels...) == want; counters are
+// added once a batch is published, a moment after its entries.
+func (h *harness) waitMetric(want float64, name string, labels ...string) {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := h.metric(name, labels...)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Errorf("%s%v = %v, want %v", name, labels, got, want)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func gather(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {

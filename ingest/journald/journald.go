@@ -57,10 +57,18 @@ const (
 )
 
 const (
-	batchEntries = 256
-	initialBuf   = 1 << 20
-	maxBuf       = 256 << 20
+	batchEntries    = 256     // entries a read
+	pipelineBuffers = 4       // read buffers: what is read ahead of publishing
+	initialBuf      = 1 << 20 // bytes of a read buffer, grown for a larger entry
+	maxBuf          = 256 << 20
 )
+
+// batch is a buffer of records read from the journal.
+type batch struct {
+	buf  []byte
+	used int
+	now  time.Time
+}
 
 // Source follows the journal. Build it with New; Run it once.
 type Source struct {
@@ -353,16 +361,52 @@ func (s *Source) Run(ctx context.Context, sink Sink) error {
 	return err
 }
 
+// follow runs the pipeline: this goroutine, locked to its OS thread,
+// owns the journal and reads batches of records into buffers; a second
+// goroutine decodes them, publishes, and offers positions to the
+// committer. pipelineBuffers bound what is read ahead, so the reader
+// stops when Publish blocks.
 func (s *Source) follow(ctx context.Context, sink Sink, com *committer) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	r := newReader(s, sink, com)
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var pubErr error
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		for b := range r.full {
+			if pubErr == nil {
+				err := sdj.Records(b.buf[:b.used], func(rec *sdj.Record) error { return r.handle(pctx, rec, b.now) })
+				r.flushCounts()
+				r.offer()
+				if err != nil {
+					pubErr = err
+					cancel()
+				}
+			}
+			r.free <- b
+		}
+	}()
+	r.readLoop(pctx)
+	close(r.full)
+	<-pubDone
+	if pubErr != nil && ctx.Err() == nil && !errors.Is(pubErr, bus.ErrClosed) && !errors.Is(pubErr, context.Canceled) {
+		return fmt.Errorf("publish: %w", pubErr)
+	}
+	return nil
+}
+
+// readLoop reads until ctx ends, reopening the journal after errors.
+func (r *reader) readLoop(ctx context.Context) {
+	s := r.s
 	backoff := time.Second
 	for first := true; ; first = false {
 		began := time.Now()
 		err := r.session(ctx, first)
-		if ctx.Err() != nil || errors.Is(err, bus.ErrClosed) {
-			return nil
+		if ctx.Err() != nil {
+			return
 		}
 		if time.Since(began) > time.Minute {
 			backoff = time.Second
@@ -373,12 +417,36 @@ func (s *Source) follow(ctx context.Context, sink Sink, com *committer) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil
+			return
 		case <-t.C:
 		}
 		backoff = min(backoff*2, 30*time.Second)
 		s.m.journalReopens.Inc()
+		// Reopening starts after the last published entry: wait until the
+		// publishing goroutine has handled every buffer.
+		if !r.sync(ctx) {
+			return
+		}
 	}
+}
+
+// sync waits until every buffer is back from the publishing goroutine.
+func (r *reader) sync(ctx context.Context) bool {
+	held := make([]*batch, 0, pipelineBuffers)
+	defer func() {
+		for _, b := range held {
+			r.free <- b
+		}
+	}()
+	for len(held) < pipelineBuffers {
+		select {
+		case b := <-r.free:
+			held = append(held, b)
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 // reader is the state of the goroutine that owns the journal.
@@ -398,7 +466,9 @@ type reader struct {
 	lastSeq   uint64
 	haveSeq   bool
 
-	buf     []byte
+	full chan *batch // read, to publish
+	free chan *batch // published, to read into
+
 	idb     []byte
 	strs    map[string]string
 	e       bus.Entry
@@ -411,11 +481,16 @@ type reader struct {
 }
 
 func newReader(s *Source, sink Sink, com *committer) *reader {
-	return &reader{s: s, sink: sink, com: com, buf: make([]byte, initialBuf), strs: make(map[string]string, 256)}
+	r := &reader{s: s, sink: sink, com: com, strs: make(map[string]string, 256),
+		full: make(chan *batch, pipelineBuffers), free: make(chan *batch, pipelineBuffers)}
+	for range pipelineBuffers {
+		r.free <- &batch{buf: make([]byte, initialBuf)}
+	}
+	return r
 }
 
 // session opens the journal, positions it, and reads until ctx ends or an
-// error.
+// error. The publishing goroutine must be idle when it starts.
 func (r *reader) session(ctx context.Context, first bool) error {
 	s := r.s
 	j, err := s.openJournal()
@@ -428,33 +503,43 @@ func (r *reader) session(ctx context.Context, first bool) error {
 	if err := r.position(j, first); err != nil {
 		return err
 	}
-	for ctx.Err() == nil {
-		res, err := j.Read(r.buf, batchEntries)
+	for {
+		// Checked first: a select with a free buffer ready may not pick
+		// ctx.Done, and the wake-up that told of it is consumed.
+		if ctx.Err() != nil {
+			return nil
+		}
+		var b *batch
+		select {
+		case b = <-r.free:
+		case <-ctx.Done():
+			return nil
+		}
+		res, err := j.Read(b.buf, batchEntries)
 		if errors.Is(err, sdj.ErrNoBuffer) {
-			if len(r.buf) < maxBuf {
-				r.buf = make([]byte, 2*len(r.buf))
-				continue
+			if len(b.buf) < maxBuf {
+				b.buf = make([]byte, 2*len(b.buf))
+			} else {
+				// One entry over maxBuf: skip it.
+				s.m.dropped.WithLabelValues("too_large").Inc()
+				if ok, err := j.Next(); err != nil {
+					r.free <- b
+					return err
+				} else if ok {
+					j.Current()
+				}
 			}
-			// One entry over maxBuf: skip it.
-			r.s.m.dropped.WithLabelValues("too_large").Inc()
-			if ok, err := j.Next(); err != nil {
-				return err
-			} else if ok {
-				j.Current()
-			}
+			r.free <- b
 			continue
 		}
 		if res.Skipped > 0 {
 			s.m.unreadable.Add(float64(res.Skipped))
 		}
 		if res.N > 0 {
-			now := time.Now()
-			perr := sdjRecords(r.buf[:res.Used], func(rec *sdj.Record) error { return r.handle(ctx, rec, now) })
-			r.flushCounts()
-			r.offer()
-			if perr != nil {
-				return perr
-			}
+			b.used, b.now = res.Used, time.Now()
+			r.full <- b // never blocks: full has room for every buffer
+		} else {
+			r.free <- b
 		}
 		if err != nil {
 			return err
@@ -465,11 +550,7 @@ func (r *reader) session(ctx context.Context, first bool) error {
 			}
 		}
 	}
-	return nil
 }
-
-// sdjRecords is sdj.Records; a variable for the benchmark of the decoder.
-var sdjRecords = sdj.Records
 
 func (r *reader) flushCounts() {
 	m := r.s.m

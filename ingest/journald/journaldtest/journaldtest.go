@@ -111,20 +111,37 @@ func Start(t testing.TB, opts ...Options) *Journald {
 	if os.Geteuid() != 0 {
 		t.Fatal("journaldtest: a private systemd-journald needs root (it creates /run/systemd/journal.<ns> and /var/log/journal/<id>.<ns>)")
 	}
+	bin := Binary(t)
+	machineID(t)
 	var o Options
 	if len(opts) > 0 {
 		o = opts[0]
+	}
+	j, err := New(bin, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.t = t
+	t.Cleanup(j.Close)
+	return j
+}
+
+// New starts a private journald with the binary bin, for programs that
+// are not tests (benchmarks); Close stops it and removes its files.
+func New(bin string, o Options) (*Journald, error) {
+	id, err := os.ReadFile("/etc/machine-id")
+	if err != nil {
+		return nil, fmt.Errorf("journaldtest: machine ID: %w", err)
 	}
 	var rb [6]byte
 	_, _ = rand.Read(rb[:])
 	ns := "lstest-" + hex.EncodeToString(rb[:])
 	j := &Journald{
-		t:         t,
 		Namespace: ns,
 		SocketDir: "/run/systemd/journal." + ns,
-		Dir:       filepath.Join("/var/log/journal", machineID(t)+"."+ns),
+		Dir:       filepath.Join("/var/log/journal", strings.TrimSpace(string(id))+"."+ns),
 		conf:      "/etc/systemd/journald@" + ns + ".conf",
-		bin:       Binary(t),
+		bin:       bin,
 	}
 	lines := []string{"[Journal]", "Storage=persistent", "RateLimitIntervalSec=0", "RateLimitBurst=0",
 		"ForwardToSyslog=no", "ForwardToWall=no", "ForwardToConsole=no", "ForwardToKMsg=no"}
@@ -133,33 +150,45 @@ func Start(t testing.TB, opts ...Options) *Journald {
 	}
 	lines = append(lines, o.Extra...)
 	if err := os.MkdirAll("/etc/systemd", 0o755); err != nil {
-		t.Fatalf("journaldtest: %v", err)
+		return nil, fmt.Errorf("journaldtest: %w", err)
 	}
 	if err := os.WriteFile(j.conf, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
-		t.Fatalf("journaldtest: write %s: %v", j.conf, err)
+		return nil, fmt.Errorf("journaldtest: write %s: %w", j.conf, err)
 	}
-	t.Cleanup(func() {
-		j.Stop()
-		j.mu.Lock()
-		if j.conn != nil {
-			j.conn.Close()
-		}
-		j.mu.Unlock()
-		os.Remove(j.conf)
-		os.RemoveAll(j.Dir)
-		os.RemoveAll(j.SocketDir)
-		os.RemoveAll("/run/log/journal/" + filepath.Base(j.Dir))
-	})
-	j.start()
-	return j
+	if err := j.startE(); err != nil {
+		j.Close()
+		return nil, err
+	}
+	return j, nil
+}
+
+// Close stops journald and removes its files, sockets and configuration.
+func (j *Journald) Close() {
+	j.Stop()
+	j.mu.Lock()
+	if j.conn != nil {
+		j.conn.Close()
+		j.conn = nil
+	}
+	j.mu.Unlock()
+	os.Remove(j.conf)
+	os.RemoveAll(j.Dir)
+	os.RemoveAll(j.SocketDir)
+	os.RemoveAll("/run/log/journal/" + filepath.Base(j.Dir))
 }
 
 func (j *Journald) start() {
 	j.t.Helper()
+	if err := j.startE(); err != nil {
+		j.t.Fatal(err)
+	}
+}
+
+func (j *Journald) startE() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.cmd != nil {
-		return
+		return nil
 	}
 	// A socket left by a killed journald would make the readiness check
 	// pass early.
@@ -169,7 +198,7 @@ func (j *Journald) start() {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		j.t.Fatalf("journaldtest: start systemd-journald: %v", err)
+		return fmt.Errorf("journaldtest: start systemd-journald: %w", err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
@@ -183,11 +212,12 @@ func (j *Journald) start() {
 		}
 		select {
 		case <-exited:
-			j.t.Fatalf("journaldtest: systemd-journald %s exited at start: %s", j.Namespace, out.String())
+			j.cmd = nil
+			return fmt.Errorf("journaldtest: systemd-journald %s exited at start: %s", j.Namespace, out.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			j.t.Fatalf("journaldtest: systemd-journald %s did not create its sockets in 20s: %s", j.Namespace, out.String())
+			return fmt.Errorf("journaldtest: systemd-journald %s did not create its sockets in 20s: %s", j.Namespace, out.String())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -195,6 +225,7 @@ func (j *Journald) start() {
 		j.conn.Close()
 		j.conn = nil
 	}
+	return nil
 }
 
 // PID returns the journald process's PID, 0 when stopped.
