@@ -38,12 +38,17 @@ func (codec) Unmarshal(data mem.BufferSlice, v any) error { return protoCodec.Un
 func (codec) Name() string { return protoenc.Name }
 
 // encCache remembers the encoding of recent entries by sequence, so that
-// an entry sent to many streams is decoded and encoded once. A slot is
-// trusted only when the entry's JSON is the same (a recreated stream
-// reuses sequences).
+// an entry sent to many streams is decoded and encoded once, as long as
+// the streams are within 4096 entries of each other. A slot is trusted
+// only when the entry's JSON is the same (a recreated stream reuses
+// sequences). Encodings over 2KiB are not kept, which bounds the cache
+// to 8MiB (plus the entries' JSON, which the bus's ring of recent
+// entries holds anyway).
 type encCache struct {
-	slots [1024]atomic.Pointer[encoded]
+	slots [4096]atomic.Pointer[encoded]
 }
+
+const maxCachedEncoding = 2 << 10
 
 type encoded struct {
 	seq  uint64
@@ -61,7 +66,9 @@ func (c *encCache) get(ev *bus.Event, enc func(*bus.Event) ([]byte, error)) ([]b
 	if err != nil {
 		return nil, err
 	}
-	slot.Store(&encoded{seq: ev.Seq, data: ev.Data, out: out})
+	if len(out) <= maxCachedEncoding {
+		slot.Store(&encoded{seq: ev.Seq, data: ev.Data, out: out})
+	}
 	return out, nil
 }
 
