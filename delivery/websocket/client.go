@@ -16,7 +16,7 @@ import (
 
 // maxFrameBytes is the size past which an entries frame is sent and the
 // next begins.
-const maxFrameBytes = 256 << 10
+const maxFrameBytes = 128 << 10
 
 // maxReplies bounds the control frames (pongs, errors) waiting for the
 // writer; a client past it is closed with 4429.
@@ -47,6 +47,8 @@ type client struct {
 	scope    *bus.Filter
 	readDone chan struct{}
 	lim      *rate.Limiter // reader only, made on the first subscribe
+
+	lastFrame time.Time // writer only: when the last entries frame was written
 
 	pending atomic.Bool // a request below waits for the writer
 
@@ -319,42 +321,86 @@ func (c *client) handlePending(sub **bus.Subscription) bool {
 	return true
 }
 
+// frameMark is the end of one encoded frame in a batch's buffer.
+type frameMark struct {
+	end  int
+	kind uint8 // frameEntries, frameDropped, frameCaughtUp, frameError
+	n    int   // entries in an entries frame
+}
+
+const (
+	frameEntries = iota
+	frameDropped
+	frameCaughtUp
+	frameError
+)
+
 // sendBatch writes first and whatever else is ready, as few frames as
-// the order of events allows.
+// the order of events allows. It encodes every frame first and lets go of
+// the events before writing, so that a writer blocked on a slow client
+// holds only the encoded bytes.
 func (c *client) sendBatch(sub *bus.Subscription, first bus.Event) bool {
 	h := c.h
 	cfg := &h.cfg
+	if first.Kind == bus.EventEntry && cfg.FrameInterval > 0 {
+		if wait := time.Until(c.lastFrame.Add(cfg.FrameInterval)); wait > 0 {
+			time.Sleep(wait)
+		}
+	}
 	evp := evPool.Get().(*[]bus.Event)
 	evs := append((*evp)[:0], first)
 	if cfg.MaxBatch > 1 {
-		if cfg.BatchDelay > 0 && first.Kind == bus.EventEntry {
-			time.Sleep(cfg.BatchDelay)
-		}
 		evs, _ = sub.NextBatch(doneCtx, evs, cfg.MaxBatch-1)
 	}
-	defer func() {
-		clear(evs)
-		*evp = evs[:0]
-		evPool.Put(evp)
-	}()
 	bp := getBuf()
 	defer putBuf(bp)
-	b := (*bp)[:0]
-	n := 0 // entries in b
-	flush := func() bool {
-		if n == 0 {
-			return true
+	var markBuf [8]frameMark
+	b, marks, closeAfter := c.encode((*bp)[:0], markBuf[:0], evs)
+	*bp = b
+	clear(evs)
+	*evp = evs[:0]
+	evPool.Put(evp)
+
+	start := 0
+	for _, m := range marks {
+		if !c.writeFrame(b[start:m.end]) {
+			return false
 		}
-		b = append(b, ']', '}')
-		ok := c.writeFrame(b)
-		*bp = b[:0]
-		if ok {
+		start = m.end
+		switch m.kind {
+		case frameEntries:
+			c.lastFrame = time.Now()
 			h.m.framesEntries.Inc()
-			h.m.entries.Add(float64(n))
+			h.m.entries.Add(float64(m.n))
+		case frameDropped:
+			h.m.framesDropped.Inc()
+		case frameCaughtUp:
+			h.m.framesCaughtUp.Inc()
+		default:
+			h.m.framesControl.Inc()
 		}
-		b, n = b[:0], 0
-		return ok
 	}
+	if closeAfter {
+		text := "slow consumer: queue overflowed, entries dropped"
+		c.requestClose(CodeSlow, text, "slow") // handlePending ends the connection
+	}
+	return true
+}
+
+// encode appends the frames for evs to b and their ends to marks. With
+// policy disconnect, a slow drop ends the batch with an error frame and
+// closeAfter.
+func (c *client) encode(b []byte, marks []frameMark, evs []bus.Event) (_ []byte, _ []frameMark, closeAfter bool) {
+	h := c.h
+	n := 0 // entries in the open entries frame
+	flush := func() {
+		if n > 0 {
+			b = append(b, ']', '}')
+			marks = append(marks, frameMark{end: len(b), kind: frameEntries, n: n})
+			n = 0
+		}
+	}
+	frameStart := 0
 	for i := range evs {
 		ev := &evs[i]
 		switch ev.Kind {
@@ -363,42 +409,37 @@ func (c *client) sendBatch(sub *bus.Subscription, first bus.Event) bool {
 				h.m.badEntries.Inc()
 				continue
 			}
-			if n > 0 && len(b)+len(ev.Data) > maxFrameBytes && !flush() {
-				return false
+			if n > 0 && len(b)-frameStart+len(ev.Data) > maxFrameBytes {
+				flush()
 			}
 			if n == 0 {
+				frameStart = len(b)
 				b = append(b, framePrefixEntries...)
 			}
 			b = appendEntry(b, n == 0, ev.Seq, ev.Data)
 			n++
 		case bus.EventDropped:
-			if !flush() {
-				return false
-			}
-			if ev.Reason == bus.ReasonSlow && cfg.SlowPolicy == PolicyDisconnect {
-				h.m.droppedSlow.Add(float64(ev.Dropped))
-				text := "slow consumer: queue overflowed, entries dropped"
-				c.requestClose(CodeSlow, text, "slow")
-				c.writeFrame(errorMessage("", CodeSlow, text))
-				return true // handlePending ends the connection
-			}
+			flush()
 			if ev.Reason == bus.ReasonGone {
 				h.m.droppedGone.Add(float64(ev.Dropped))
 			} else {
 				h.m.droppedSlow.Add(float64(ev.Dropped))
 			}
-			if !c.writeFrame(appendDropped(b, ev.Dropped, ev.Reason)) {
-				return false
+			if ev.Reason == bus.ReasonSlow && h.cfg.SlowPolicy == PolicyDisconnect {
+				b = append(b, errorMessage("", CodeSlow, "slow consumer: queue overflowed, entries dropped")...)
+				marks = append(marks, frameMark{end: len(b), kind: frameError})
+				return b, marks, true
 			}
-			h.m.framesDropped.Inc()
+			b = appendDropped(b, ev.Dropped, ev.Reason)
+			marks = append(marks, frameMark{end: len(b), kind: frameDropped})
 		case bus.EventCaughtUp:
-			if !flush() || !c.writeFrame(frameCaughtUp) {
-				return false
-			}
-			h.m.framesCaughtUp.Inc()
+			flush()
+			b = append(b, frameCaughtUpMsg...)
+			marks = append(marks, frameMark{end: len(b), kind: frameCaughtUp})
 		}
 	}
-	return flush()
+	flush()
+	return b, marks, false
 }
 
 // writeFrame writes one text frame; a failure ends the connection.

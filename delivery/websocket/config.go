@@ -42,14 +42,22 @@ type Config struct {
 	// "drop" (default: the oldest entries are dropped and a "dropped"
 	// frame says how many) or "disconnect" (close code 4008).
 	SlowPolicy string `yaml:"slow_policy"`
+	// SendBuffer sets the kernel send buffer (SO_SNDBUF) of each client's
+	// socket, which holds what was written but not yet taken by the client
+	// on top of the queue. Zero (the default) leaves the kernel's
+	// autotuning, up to net.ipv4.tcp_wmem's maximum (4MiB on Debian); a
+	// small value (64KiB) bounds the kernel memory of slow clients and
+	// makes them see drops sooner, at the cost of throughput to clients
+	// far away.
+	SendBuffer config.ByteSize `yaml:"send_buffer"`
 	// MaxBatch is the most entries in one "entries" frame. Default 256.
 	MaxBatch int `yaml:"max_batch"`
-	// BatchDelay is how long a client's writer waits, once an entry is
-	// ready, for more to put in the same frame. It trades latency for
-	// fewer frames and system calls when many clients are busy. Zero
-	// (the default) writes at once; the natural batching under load is
-	// usually enough.
-	BatchDelay time.Duration `yaml:"batch_delay"`
+	// FrameInterval is the least time between two entries frames to one
+	// client: entries that arrive sooner wait and share the next frame,
+	// which saves frames and system calls when many clients are busy. An
+	// entry after a quiet period is written at once. Default 10ms; a
+	// negative value writes every batch at once.
+	FrameInterval time.Duration `yaml:"frame_interval"`
 	// PingInterval between WebSocket pings to each client. Default 20s.
 	PingInterval time.Duration `yaml:"ping_interval"`
 	// PongTimeout is how long after a ping is due its pong may be late;
@@ -78,6 +86,7 @@ func DefaultConfig() Config {
 		QueueEntries:    4096,
 		SlowPolicy:      PolicyDrop,
 		MaxBatch:        256,
+		FrameInterval:   10 * time.Millisecond,
 		PingInterval:    20 * time.Second,
 		PongTimeout:     10 * time.Second,
 		WriteTimeout:    10 * time.Second,
@@ -104,6 +113,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = d.MaxBatch
+	}
+	if c.FrameInterval == 0 {
+		c.FrameInterval = d.FrameInterval
 	}
 	if c.PingInterval == 0 {
 		c.PingInterval = d.PingInterval
@@ -147,8 +159,9 @@ func (c *Config) Validate() error {
 		{"max_clients", c.MaxClients < 0, "must not be negative"},
 		{"queue_bytes", c.QueueBytes < 0 || c.QueueBytes > 0 && c.QueueBytes < 4<<10, "must be at least 4KiB"},
 		{"queue_entries", c.QueueEntries < 0 || c.QueueEntries > 0 && c.QueueEntries < 16, "must be at least 16"},
+		{"send_buffer", c.SendBuffer < 0 || c.SendBuffer > 0 && c.SendBuffer < 4<<10, "must be at least 4KiB"},
 		{"max_batch", c.MaxBatch < 0 || c.MaxBatch > 10000, "must be between 1 and 10000"},
-		{"batch_delay", c.BatchDelay < 0 || c.BatchDelay > time.Second, "must be between 0 and 1s"},
+		{"frame_interval", c.FrameInterval > time.Second, "must be at most 1s"},
 		{"ping_interval", c.PingInterval < 0 || c.PingInterval > 0 && c.PingInterval < 100*time.Millisecond, "must be at least 100ms"},
 		{"pong_timeout", c.PongTimeout < 0 || c.PongTimeout > 0 && c.PongTimeout < 100*time.Millisecond, "must be at least 100ms"},
 		{"write_timeout", c.WriteTimeout < 0 || c.WriteTimeout > 0 && c.WriteTimeout < 100*time.Millisecond, "must be at least 100ms"},

@@ -31,7 +31,7 @@ const (
 
 var (
 	framePrefixEntries = []byte(`{"type":"entries","entries":[`)
-	frameCaughtUp      = []byte(`{"type":"caught_up"}`)
+	frameCaughtUpMsg   = []byte(`{"type":"caught_up"}`)
 )
 
 // appendEntry appends one element of the entries array: the entry's JSON

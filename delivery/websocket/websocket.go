@@ -19,9 +19,11 @@ package websocket
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -146,6 +148,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader has replied
 	}
 	h.m.connections.Inc()
+	if h.cfg.SendBuffer > 0 {
+		setSendBuffer(conn.NetConn(), int(h.cfg.SendBuffer))
+	}
 	scope, err := h.verifier.Verify(token)
 	if err != nil {
 		h.refuse(conn, "auth", CodeUnauthorized, err.Error())
@@ -239,6 +244,16 @@ func lingerClose(conn *gorillaws.Conn, d time.Duration) {
 		if _, _, err := conn.NextReader(); err != nil {
 			return
 		}
+	}
+}
+
+// setSendBuffer sets SO_SNDBUF on a TCP connection, under TLS or not.
+func setSendBuffer(c net.Conn, n int) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(n)
 	}
 }
 
