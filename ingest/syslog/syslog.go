@@ -295,22 +295,32 @@ func (s *Server) serveConn(l *listener, raw net.Conn, sink Sink, pubCtx context.
 		}
 	}
 	first := true
+	frames := make([]framing.Frame, 0, 256)
 	for {
 		if s.cfg.IdleTimeout > 0 {
 			l.setIdleDeadline(raw, s.cfg.IdleTimeout)
 		}
-		f, err := fr.Next()
+		// Every frame one read completed: one clock reading and one string
+		// (the messages are cut from it) for all of them.
+		var region []byte
+		var err error
+		frames, region, err = fr.Batch(frames[:0], cap(frames))
 		if err != nil {
 			return s.closeReason(l, raw, err)
 		}
 		if first {
 			first = false
-			if otherProtocol(f.Data) {
-				s.input.warn("syslog connection refused: not syslog", "listener", l.label, "peer", raw.RemoteAddr().String(), "start", string(f.Data[:min(len(f.Data), 16)]))
+			if otherProtocol(frames[0].Data) {
+				s.input.warn("syslog connection refused: not syslog", "listener", l.label, "peer", raw.RemoteAddr().String(), "start", string(frames[0].Data[:min(len(frames[0].Data), 16)]))
 				return CloseWrongProtocol
 			}
 		}
-		h.frame(f.Data, f.Truncated, s.now())
+		now := s.now()
+		text := string(region)
+		for _, f := range frames {
+			off := framing.Offset(region, f)
+			h.frame(text[off:off+len(f.Data)], f.Truncated, now)
+		}
 	}
 }
 
@@ -449,7 +459,7 @@ type handler struct {
 }
 
 // frame counts and publishes one stream frame.
-func (h *handler) frame(data []byte, truncated bool, now time.Time) {
+func (h *handler) frame(data string, truncated bool, now time.Time) {
 	l := h.l
 	l.received.Add(1)
 	if truncated {
@@ -460,7 +470,7 @@ func (h *handler) frame(data []byte, truncated bool, now time.Time) {
 		h.s.input.warn("syslog binary frame dropped", "listener", l.label, "peer", h.peer, "bytes", len(data))
 		return
 	}
-	h.publish(string(data), truncated, now)
+	h.publish(data, truncated, now)
 }
 
 // publish parses line and publishes it; received is already counted.

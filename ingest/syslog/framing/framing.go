@@ -112,7 +112,45 @@ func (fr *Reader) Peek() ([]byte, error) {
 // Next returns the next frame. At the end of the stream a final frame
 // without its delimiter is returned first, then the read error (io.EOF
 // for a clean end). Empty frames (blank lines, "0 ") are skipped.
-func (fr *Reader) Next() (Frame, error) {
+func (fr *Reader) Next() (Frame, error) { return fr.next(false) }
+
+// errNeedFill is next's answer, with noFill, when the next frame is not
+// complete in the buffer.
+var errNeedFill = errors.New("framing: need a read")
+
+// Batch appends to frames every frame it can return with at most one
+// read: it reads only when no complete frame is buffered, then returns
+// the frames that read completed (at most max). All of them lie, in
+// order, in region — one slice of the buffer — so a caller can convert
+// region to a string once and cut each message from it; frame i starts
+// at Offset(region, frames[i]). Frames and region are valid until the
+// next call. The error is that of Next, returned with no frames.
+func (fr *Reader) Batch(frames []Frame, max int) ([]Frame, []byte, error) {
+	f, err := fr.next(false)
+	if err != nil {
+		return frames, nil, err
+	}
+	// next(true) never moves buffered data, but may grow into a new
+	// buffer before it reports errNeedFill: the frames are in this one.
+	buf := fr.buf
+	start := cap(buf) - cap(f.Data)
+	frames = append(frames, f)
+	end := start + len(f.Data)
+	for len(frames) < max {
+		f, err := fr.next(true)
+		if err != nil {
+			break // errNeedFill, or an error the next call returns again
+		}
+		frames = append(frames, f)
+		end = cap(buf) - cap(f.Data) + len(f.Data)
+	}
+	return frames, buf[start:end], nil
+}
+
+// Offset returns where f starts in region, both from one Batch.
+func Offset(region []byte, f Frame) int { return cap(region) - cap(f.Data) }
+
+func (fr *Reader) next(noFill bool) (Frame, error) {
 	for {
 		data := fr.buf[fr.r:fr.w]
 		if fr.mode == Unknown {
@@ -120,11 +158,17 @@ func (fr *Reader) Next() (Frame, error) {
 				if fr.err != nil {
 					return Frame{}, fr.err
 				}
+				if noFill {
+					return Frame{}, errNeedFill
+				}
 				fr.fill()
 				continue
 			}
 			m, ok := detect(data, fr.err != nil)
 			if !ok {
+				if noFill {
+					return Frame{}, errNeedFill
+				}
 				fr.fill()
 				continue
 			}
@@ -155,6 +199,9 @@ func (fr *Reader) Next() (Frame, error) {
 					}
 					return f, nil
 				}
+				if noFill {
+					return Frame{}, errNeedFill
+				}
 				fr.fill()
 				continue
 			}
@@ -179,6 +226,9 @@ func (fr *Reader) Next() (Frame, error) {
 				return Frame{}, fr.err
 			}
 			return f, nil
+		}
+		if noFill {
+			return Frame{}, errNeedFill
 		}
 		fr.fill()
 	}

@@ -220,6 +220,10 @@ func FuzzReader(f *testing.F) {
 		m := int(max%512) + 1
 		a := readAll(bytes.NewReader(in), m)
 		b := readAll(iotest.OneByteReader(bytes.NewReader(in)), m)
+		c := readBatches(&chunkReader{data: in, sizes: []int{3, 64, 1}}, m)
+		if fmt.Sprintf("%q %v", a.frames, a.truncated) != fmt.Sprintf("%q %v", c.frames, c.truncated) || a.err != c.err {
+			t.Fatalf("whole: %q %v %v\nbatches: %q %v %v", a.frames, a.truncated, a.err, c.frames, c.truncated, c.err)
+		}
 		if fmt.Sprintf("%q %v", a.frames, a.truncated) != fmt.Sprintf("%q %v", b.frames, b.truncated) || a.err != b.err {
 			t.Fatalf("whole: %q %v %v\none byte: %q %v %v", a.frames, a.truncated, a.err, b.frames, b.truncated, b.err)
 		}
@@ -289,5 +293,53 @@ func BenchmarkReader(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// readBatches reads everything with Batch, converting each region once,
+// as the receiver does.
+func readBatches(r io.Reader, max int) got {
+	fr := NewReader(r, max)
+	var g got
+	var frames []Frame
+	for {
+		var region []byte
+		var err error
+		frames, region, err = fr.Batch(frames[:0], 100)
+		if err != nil {
+			g.err = err
+			return g
+		}
+		s := string(region)
+		for _, f := range frames {
+			off := Offset(region, f)
+			if off < 0 || off+len(f.Data) > len(s) || s[off:off+len(f.Data)] != string(f.Data) {
+				panic(fmt.Sprintf("frame at %d (%d bytes) not in region of %d", off, len(f.Data), len(s)))
+			}
+			g.frames = append(g.frames, s[off:off+len(f.Data)])
+			g.truncated = append(g.truncated, f.Truncated)
+		}
+	}
+}
+
+// TestBatch: Batch gives the frames Next gives, however the stream is
+// cut, each found in its region.
+func TestBatch(t *testing.T) {
+	var in strings.Builder
+	for i := range 500 {
+		m := fmt.Sprintf("<13>1 - host app - - - message %d %s", i, strings.Repeat("p", i%300))
+		if i%3 == 0 {
+			in.WriteString(octet(m))
+		} else {
+			in.WriteString(m + "\n")
+		}
+	}
+	in.WriteString("<13>" + strings.Repeat("L", 5000) + "\n<13>end")
+	for _, sizes := range [][]int{{1 << 20}, {1}, {7, 300, 4096}, {65536, 3}} {
+		want := readAll(strings.NewReader(in.String()), 1000)
+		got := readBatches(&chunkReader{data: []byte(in.String()), sizes: sizes}, 1000)
+		if fmt.Sprintf("%q %v %v", got.frames, got.truncated, got.err) != fmt.Sprintf("%q %v %v", want.frames, want.truncated, want.err) {
+			t.Fatalf("sizes %v: batches differ from Next", sizes)
+		}
 	}
 }

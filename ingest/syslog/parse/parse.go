@@ -724,10 +724,10 @@ func month(s string) time.Month {
 // tab, newline, carriage return, form feed and escape. Invalid UTF-8 is
 // text (it is kept, and replaced by U+FFFD when encoded); a TLS
 // ClientHello, a DTLS record or random bytes are binary.
-func IsBinary(b []byte) bool {
+func IsBinary[T string | []byte](b T) bool {
 	n := 0
-	for _, c := range b {
-		n += int(ctrl[c])
+	for i := 0; i < len(b); i++ {
+		n += int(ctrl[b[i]])
 	}
 	return n*32 > len(b)
 }
