@@ -67,4 +67,4 @@ func BenchmarkReceiver(b *testing.B) {
 type memSinkDiscard struct{}
 
 func (memSinkDiscard) Publish(context.Context, bus.Entry) error { return nil }
-func (memSinkDiscard) Flush(context.Context) error             { return nil }
+func (memSinkDiscard) Flush(context.Context) error              { return nil }
