@@ -133,12 +133,12 @@ Flags:
 	for _, name := range c.targets {
 		var t wsTarget
 		if name == "logstream" {
-			t = &logstreamTarget{cfg: &c}
+			t = &wsLogstream{cfg: &c}
 		} else {
-			t = &centrifugoTarget{cfg: &c}
+			t = &wsCentrifugo{cfg: &c}
 		}
 		fmt.Fprintf(stderr, "bench ws: %s: starting\n", name)
-		r, err := benchTarget(ctx, &c, t)
+		r, err := wsBenchTarget(ctx, &c, t)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
@@ -169,15 +169,15 @@ type wsTarget interface {
 	// first; reply is what to answer (a ping), if anything.
 	count(frame []byte) (n int, first []byte, dropped bool, reply []byte)
 	// newLoader returns a function that sends n entries for service k.
-	newLoader() (loader, error)
+	newLoader() (wsLoader, error)
 }
 
-type loader interface {
+type wsLoader interface {
 	send(service int, n int, size int) error
 	close()
 }
 
-func benchTarget(ctx context.Context, c *wsBenchConfig, t wsTarget) (wsReport, error) {
+func wsBenchTarget(ctx context.Context, c *wsBenchConfig, t wsTarget) (wsReport, error) {
 	r := wsReport{Target: t.name(), Clients: c.clients, Spread: c.spread, Rate: c.rate, MessageBytes: c.size, Mode: "load"}
 	if c.idle {
 		r.Mode = "idle"
@@ -187,9 +187,9 @@ func benchTarget(ctx context.Context, c *wsBenchConfig, t wsTarget) (wsReport, e
 	}
 	defer t.stop()
 	pid := t.pid()
-	r.RSSBaseMB = rssMB(pid)
+	r.RSSBaseMB = wsRSSMB(pid)
 
-	cs, err := connectAll(ctx, c, t)
+	cs, err := wsConnectAll(ctx, c, t)
 	defer func() {
 		cs.stop()
 		for _, cl := range cs.all {
@@ -207,7 +207,7 @@ func benchTarget(ctx context.Context, c *wsBenchConfig, t wsTarget) (wsReport, e
 		deadline := time.Now().Add(c.settle)
 		low := 0.0
 		for time.Now().Before(deadline) {
-			if v := rssMB(pid); low == 0 || v < low {
+			if v := wsRSSMB(pid); low == 0 || v < low {
 				low = v
 			}
 			time.Sleep(250 * time.Millisecond)
@@ -216,7 +216,7 @@ func benchTarget(ctx context.Context, c *wsBenchConfig, t wsTarget) (wsReport, e
 		r.BytesPerConn = (r.RSSIdleMB - r.RSSBaseMB) * 1e6 / float64(c.clients)
 		return r, nil
 	}
-	r.RSSIdleMB = rssMB(pid)
+	r.RSSIdleMB = wsRSSMB(pid)
 
 	ld, err := t.newLoader()
 	if err != nil {
@@ -227,7 +227,7 @@ func benchTarget(ctx context.Context, c *wsBenchConfig, t wsTarget) (wsReport, e
 	perService := make([]atomic.Int64, c.spread)
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	loadDone := make(chan error, 1)
-	go func() { loadDone <- runLoad(loadCtx, c, ld, &sent, perService) }()
+	go func() { loadDone <- wsRunLoad(loadCtx, c, ld, &sent, perService) }()
 
 	select {
 	case <-time.After(c.warmup):
@@ -240,13 +240,13 @@ func benchTarget(ctx context.Context, c *wsBenchConfig, t wsTarget) (wsReport, e
 	}
 	cs.measure(true)
 	sent0 := sent.Load()
-	cpu0 := cpuSeconds(pid)
+	cpu0 := wsCPUSeconds(pid)
 	start := time.Now()
 	maxRSS := 0.0
 	for tick := time.NewTicker(500 * time.Millisecond); time.Since(start) < c.duration; {
 		select {
 		case <-tick.C:
-			maxRSS = max(maxRSS, rssMB(pid))
+			maxRSS = max(maxRSS, wsRSSMB(pid))
 		case err := <-loadDone:
 			stopLoad()
 			return r, fmt.Errorf("load: %w", err)
@@ -257,14 +257,14 @@ func benchTarget(ctx context.Context, c *wsBenchConfig, t wsTarget) (wsReport, e
 	}
 	cs.measure(false)
 	elapsed := time.Since(start)
-	r.CPUCores = (cpuSeconds(pid) - cpu0) / elapsed.Seconds()
+	r.CPUCores = (wsCPUSeconds(pid) - cpu0) / elapsed.Seconds()
 	r.Sent = sent.Load() - sent0
 	stopLoad()
 	if err := <-loadDone; err != nil && !errors.Is(err, context.Canceled) {
 		return r, fmt.Errorf("load: %w", err)
 	}
 	r.Seconds = elapsed.Seconds()
-	r.RSSMaxMB = max(maxRSS, rssMB(pid))
+	r.RSSMaxMB = max(maxRSS, wsRSSMB(pid))
 	// Every fast client should end with every entry of its service.
 	drain := time.Now().Add(10 * time.Second)
 	for i, cl := range cs.fast {
@@ -327,9 +327,9 @@ func benchTarget(ctx context.Context, c *wsBenchConfig, t wsTarget) (wsReport, e
 	return r, nil
 }
 
-// runLoad sends c.rate entries a second, spread over the services, in
+// wsRunLoad sends c.rate entries a second, spread over the services, in
 // 5 ms steps, until ctx ends.
-func runLoad(ctx context.Context, c *wsBenchConfig, ld loader, sent *atomic.Int64, perService []atomic.Int64) error {
+func wsRunLoad(ctx context.Context, c *wsBenchConfig, ld wsLoader, sent *atomic.Int64, perService []atomic.Int64) error {
 	start := time.Now()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
@@ -402,9 +402,9 @@ func printWSReports(w io.Writer, reports []wsReport) {
 	}
 }
 
-// rssMB is the resident set size of a process in MB (10^6 bytes), 0 when
+// wsRSSMB is the resident set size of a process in MB (10^6 bytes), 0 when
 // unknown.
-func rssMB(pid int) float64 {
+func wsRSSMB(pid int) float64 {
 	if pid <= 0 {
 		return 0
 	}
@@ -422,8 +422,8 @@ func rssMB(pid int) float64 {
 	return 0
 }
 
-// cpuSeconds is the user plus system CPU time of a process.
-func cpuSeconds(pid int) float64 {
+// wsCPUSeconds is the user plus system CPU time of a process.
+func wsCPUSeconds(pid int) float64 {
 	if pid <= 0 {
 		return 0
 	}
@@ -445,14 +445,14 @@ func cpuSeconds(pid int) float64 {
 	return (ut + st) / 100 // USER_HZ
 }
 
-// clientSet is every connected client.
-type clientSet struct {
+// wsClientSet is every connected client.
+type wsClientSet struct {
 	fast, slow, stalled, all []*wsClient
 	wg                       sync.WaitGroup
 	stop                     func() // marks the connections' end as ours
 }
 
-func (cs *clientSet) measure(on bool) {
+func (cs *wsClientSet) measure(on bool) {
 	for _, c := range cs.fast {
 		c.mu.Lock()
 		c.measuring = on

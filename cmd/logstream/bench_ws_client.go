@@ -18,9 +18,9 @@ import (
 )
 
 const (
-	clientFast = iota
-	clientSlow
-	clientStalled
+	wsClientFast = iota
+	wsClientSlow
+	wsClientStalled
 )
 
 // wsClient is one benchmark client. The fast and slow ones read in their
@@ -41,7 +41,7 @@ type wsClient struct {
 	closeErr      error // how
 }
 
-var receivedKey = []byte(`"received":"`)
+var wsReceivedKey = []byte(`"received":"`)
 
 // read reads frames until the connection ends.
 func (c *wsClient) read(stopping *atomic.Bool) {
@@ -95,19 +95,19 @@ func (c *wsClient) read(stopping *atomic.Bool) {
 				return
 			}
 		}
-		if c.kind == clientSlow {
+		if c.kind == wsClientSlow {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
 }
 
-// firstReceived returns the value of the first "received" key in b.
-func firstReceived(b []byte) []byte {
-	i := bytes.Index(b, receivedKey)
+// wsFirstReceived returns the value of the first "received" key in b.
+func wsFirstReceived(b []byte) []byte {
+	i := bytes.Index(b, wsReceivedKey)
 	if i < 0 {
 		return nil
 	}
-	rest := b[i+len(receivedKey):]
+	rest := b[i+len(wsReceivedKey):]
 	j := bytes.IndexByte(rest, '"')
 	if j < 0 {
 		return nil
@@ -125,19 +125,19 @@ func (c *wsClient) closedByServer() bool {
 	return !(errors.As(err, &ne) && ne.Timeout())
 }
 
-// connectAll connects the fast, slow and stalled clients, each subscribed
+// wsConnectAll connects the fast, slow and stalled clients, each subscribed
 // (ready) before it returns.
-func connectAll(ctx context.Context, c *wsBenchConfig, t wsTarget) (*clientSet, error) {
-	cs := &clientSet{}
+func wsConnectAll(ctx context.Context, c *wsBenchConfig, t wsTarget) (*wsClientSet, error) {
+	cs := &wsClientSet{}
 	total := c.clients + c.slow + c.stalled
 	clients := make([]*wsClient, total)
 	for i := range clients {
-		kind := clientFast
+		kind := wsClientFast
 		switch {
 		case i >= c.clients+c.slow:
-			kind = clientStalled
+			kind = wsClientStalled
 		case i >= c.clients:
-			kind = clientSlow
+			kind = wsClientSlow
 		}
 		clients[i] = &wsClient{t: t, kind: kind}
 	}
@@ -146,7 +146,7 @@ func connectAll(ctx context.Context, c *wsBenchConfig, t wsTarget) (*clientSet, 
 	g.SetLimit(64)
 	for i, cl := range clients {
 		g.Go(func() error {
-			conn, err := dialBench(gctx, t.clientURL(i), cl.kind != clientFast)
+			conn, err := wsDial(gctx, t.clientURL(i), cl.kind != wsClientFast)
 			if err != nil {
 				return fmt.Errorf("client %d: %w", i, err)
 			}
@@ -180,14 +180,14 @@ func connectAll(ctx context.Context, c *wsBenchConfig, t wsTarget) (*clientSet, 
 		}
 		cs.all = append(cs.all, cl)
 		switch cl.kind {
-		case clientFast:
+		case wsClientFast:
 			cs.fast = append(cs.fast, cl)
-		case clientSlow:
+		case wsClientSlow:
 			cs.slow = append(cs.slow, cl)
-		case clientStalled:
+		case wsClientStalled:
 			cs.stalled = append(cs.stalled, cl)
 		}
-		if cl.kind != clientStalled {
+		if cl.kind != wsClientStalled {
 			cs.wg.Go(func() { cl.read(stopping) })
 		}
 	}
@@ -196,9 +196,9 @@ func connectAll(ctx context.Context, c *wsBenchConfig, t wsTarget) (*clientSet, 
 	return cs, err
 }
 
-// dialBench dials one client; a slow or stalled one gets a 4 KiB receive
+// wsDial dials one client; a slow or stalled one gets a 4 KiB receive
 // buffer so that the server soon sees it as slow.
-func dialBench(ctx context.Context, url string, small bool) (*gorillaws.Conn, error) {
+func wsDial(ctx context.Context, url string, small bool) (*gorillaws.Conn, error) {
 	nd := net.Dialer{Timeout: 30 * time.Second}
 	if small {
 		nd.Control = func(_, _ string, rc syscall.RawConn) error {
@@ -220,8 +220,8 @@ func dialBench(ctx context.Context, url string, small bool) (*gorillaws.Conn, er
 	return conn, err
 }
 
-// freePort returns a TCP port that was free a moment ago.
-func freePort() (int, error) {
+// wsFreePort returns a TCP port that was free a moment ago.
+func wsFreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -230,8 +230,8 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// tailFile returns the last n bytes of a file, for error messages.
-func tailFile(path string, n int64) string {
+// wsTailFile returns the last n bytes of a file, for error messages.
+func wsTailFile(path string, n int64) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return ""

@@ -18,16 +18,16 @@ import (
 	"time"
 )
 
-// serverProc is a server process started by the benchmark.
-type serverProc struct {
+// wsServerProc is a server process started by the benchmark.
+type wsServerProc struct {
 	cmd  *exec.Cmd
 	dir  string
 	log  string
 	done chan error
 }
 
-func startProc(dir, bin string, args ...string) (*serverProc, error) {
-	p := &serverProc{dir: dir, log: filepath.Join(dir, "server.log"), done: make(chan error, 1)}
+func wsStartProc(dir, bin string, args ...string) (*wsServerProc, error) {
+	p := &wsServerProc{dir: dir, log: filepath.Join(dir, "server.log"), done: make(chan error, 1)}
 	f, err := os.Create(p.log)
 	if err != nil {
 		return nil, err
@@ -43,25 +43,25 @@ func startProc(dir, bin string, args ...string) (*serverProc, error) {
 }
 
 // waitReady polls ok until it holds, the process exits or 60 s pass.
-func (p *serverProc) waitReady(ctx context.Context, ok func() bool) error {
+func (p *wsServerProc) waitReady(ctx context.Context, ok func() bool) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for !ok() {
 		select {
 		case err := <-p.done:
 			p.done <- err
-			return fmt.Errorf("exited: %v\n%s", err, tailFile(p.log, 4096))
+			return fmt.Errorf("exited: %v\n%s", err, wsTailFile(p.log, 4096))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after 60s\n%s", tailFile(p.log, 4096))
+			return fmt.Errorf("not ready after 60s\n%s", wsTailFile(p.log, 4096))
 		}
 	}
 	return nil
 }
 
-func (p *serverProc) stop() {
+func (p *wsServerProc) stop() {
 	if p == nil {
 		return
 	}
@@ -77,18 +77,18 @@ func (p *serverProc) stop() {
 
 // --- logstream ---
 
-// logstreamTarget is logstreamd: started on free ports, or at -url.
-type logstreamTarget struct {
+// wsLogstream is logstreamd: started on free ports, or at -url.
+type wsLogstream struct {
 	cfg    *wsBenchConfig
-	proc   *serverProc
+	proc   *wsServerProc
 	base   string // ws://host:port/ws
 	syslog string
 	pidNum int
 }
 
-func (t *logstreamTarget) name() string { return "logstream" }
+func (t *wsLogstream) name() string { return "logstream" }
 
-func (t *logstreamTarget) start(ctx context.Context) error {
+func (t *wsLogstream) start(ctx context.Context) error {
 	c := t.cfg
 	if c.url != "" {
 		t.base, t.syslog, t.pidNum = c.url, c.syslogAddr, c.pid
@@ -97,7 +97,7 @@ func (t *logstreamTarget) start(ctx context.Context) error {
 	bin := c.logstreamd
 	if bin == "" {
 		if exe, err := os.Executable(); err == nil {
-			if p := filepath.Join(filepath.Dir(exe), "logstreamd"); fileExists(p) {
+			if p := filepath.Join(filepath.Dir(exe), "logstreamd"); wsFileExists(p) {
 				bin = p
 			}
 		}
@@ -115,7 +115,7 @@ func (t *logstreamTarget) start(ctx context.Context) error {
 	}
 	ports := make([]int, 4)
 	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
+		if ports[i], err = wsFreePort(); err != nil {
 			return err
 		}
 	}
@@ -149,7 +149,7 @@ websocket:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
 	}
-	t.proc, err = startProc(dir, bin, "-config", cfgPath)
+	t.proc, err = wsStartProc(dir, bin, "-config", cfgPath)
 	if err != nil {
 		return err
 	}
@@ -171,57 +171,57 @@ websocket:
 	return nil
 }
 
-func (t *logstreamTarget) stop()    { t.proc.stop() }
-func (t *logstreamTarget) pid() int { return t.pidNum }
+func (t *wsLogstream) stop()    { t.proc.stop() }
+func (t *wsLogstream) pid() int { return t.pidNum }
 
-func (t *logstreamTarget) clientURL(i int) string {
-	return t.base + "?services=" + url.QueryEscape(benchService(i%t.cfg.spread))
+func (t *wsLogstream) clientURL(i int) string {
+	return t.base + "?services=" + url.QueryEscape(wsService(i%t.cfg.spread))
 }
 
-func (t *logstreamTarget) hello(int) []byte { return nil }
+func (t *wsLogstream) hello(int) []byte { return nil }
 
-func (t *logstreamTarget) ready(frame []byte) bool {
+func (t *wsLogstream) ready(frame []byte) bool {
 	return bytes.Contains(frame, []byte(`"type":"caught_up"`))
 }
 
 var (
-	lsEntries = []byte(`{"type":"entries"`)
-	lsDropped = []byte(`{"type":"dropped"`)
-	lsSeq     = []byte(`,"seq":`)
+	wsLsEntries = []byte(`{"type":"entries"`)
+	wsLsDropped = []byte(`{"type":"dropped"`)
+	wsLsSeq     = []byte(`,"seq":`)
 )
 
-func (t *logstreamTarget) count(frame []byte) (int, []byte, bool, []byte) {
-	if bytes.HasPrefix(frame, lsEntries) {
-		return bytes.Count(frame, lsSeq), firstReceived(frame), false, nil
+func (t *wsLogstream) count(frame []byte) (int, []byte, bool, []byte) {
+	if bytes.HasPrefix(frame, wsLsEntries) {
+		return bytes.Count(frame, wsLsSeq), wsFirstReceived(frame), false, nil
 	}
-	return 0, nil, bytes.HasPrefix(frame, lsDropped), nil
+	return 0, nil, bytes.HasPrefix(frame, wsLsDropped), nil
 }
 
-func (t *logstreamTarget) newLoader() (loader, error) {
+func (t *wsLogstream) newLoader() (wsLoader, error) {
 	conn, err := net.DialTimeout("tcp", t.syslog, 10*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("syslog: %w", err)
 	}
-	return &syslogLoader{conn: conn, w: bufio.NewWriterSize(conn, 64<<10)}, nil
+	return &wsSyslogLoader{conn: conn, w: bufio.NewWriterSize(conn, 64<<10)}, nil
 }
 
-func benchService(k int) string { return "bench-" + strconv.Itoa(k) }
+func wsService(k int) string { return "bench-" + strconv.Itoa(k) }
 
-// syslogLoader sends RFC 5424 messages over TCP with octet counting.
-type syslogLoader struct {
+// wsSyslogLoader sends RFC 5424 messages over TCP with octet counting.
+type wsSyslogLoader struct {
 	conn net.Conn
 	w    *bufio.Writer
 	msg  []byte
 	line []byte
 }
 
-func (l *syslogLoader) send(service, n, size int) error {
+func (l *wsSyslogLoader) send(service, n, size int) error {
 	if len(l.msg) != size {
 		l.msg = bytes.Repeat([]byte("x"), size)
 		copy(l.msg, "bench ")
 	}
 	ts := time.Now().UTC().Format(time.RFC3339Nano)
-	svc := benchService(service)
+	svc := wsService(service)
 	for range n {
 		l.line = append(l.line[:0], "<14>1 "...)
 		l.line = append(l.line, ts...)
@@ -236,27 +236,27 @@ func (l *syslogLoader) send(service, n, size int) error {
 	return l.w.Flush()
 }
 
-func (l *syslogLoader) close() { l.conn.Close() }
+func (l *wsSyslogLoader) close() { l.conn.Close() }
 
-func fileExists(p string) bool {
+func wsFileExists(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && !st.IsDir()
 }
 
 // --- centrifugo ---
 
-// centrifugoTarget is Centrifugo in insecure client mode, published to
+// wsCentrifugo is Centrifugo in insecure client mode, published to
 // through its HTTP batch API.
-type centrifugoTarget struct {
+type wsCentrifugo struct {
 	cfg    *wsBenchConfig
-	proc   *serverProc
+	proc   *wsServerProc
 	port   int
 	client *http.Client
 }
 
-func (t *centrifugoTarget) name() string { return "centrifugo" }
+func (t *wsCentrifugo) name() string { return "centrifugo" }
 
-func (t *centrifugoTarget) start(ctx context.Context) error {
+func (t *wsCentrifugo) start(ctx context.Context) error {
 	bin := t.cfg.centrifugo
 	if bin == "" {
 		bin = os.Getenv("LOGSTREAM_CENTRIFUGO")
@@ -272,7 +272,7 @@ func (t *centrifugoTarget) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if t.port, err = freePort(); err != nil {
+	if t.port, err = wsFreePort(); err != nil {
 		return err
 	}
 	cfg := fmt.Sprintf(`{"http_server":{"address":"127.0.0.1","port":%d},"log":{"level":"error"},
@@ -282,7 +282,7 @@ func (t *centrifugoTarget) start(ctx context.Context) error {
 		return err
 	}
 	t.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
-	t.proc, err = startProc(dir, bin, "-c", cfgPath)
+	t.proc, err = wsStartProc(dir, bin, "-c", cfgPath)
 	if err != nil {
 		return err
 	}
@@ -300,63 +300,63 @@ func (t *centrifugoTarget) start(ctx context.Context) error {
 	return nil
 }
 
-func (t *centrifugoTarget) api() string {
+func (t *wsCentrifugo) api() string {
 	return "http://127.0.0.1:" + strconv.Itoa(t.port) + "/api/batch"
 }
 
-func (t *centrifugoTarget) stop()    { t.proc.stop() }
-func (t *centrifugoTarget) pid() int { return t.proc.cmd.Process.Pid }
+func (t *wsCentrifugo) stop()    { t.proc.stop() }
+func (t *wsCentrifugo) pid() int { return t.proc.cmd.Process.Pid }
 
-func (t *centrifugoTarget) clientURL(int) string {
+func (t *wsCentrifugo) clientURL(int) string {
 	return "ws://127.0.0.1:" + strconv.Itoa(t.port) + "/connection/websocket"
 }
 
-func (t *centrifugoTarget) hello(i int) []byte {
-	return []byte(`{"id":1,"connect":{}}` + "\n" + `{"id":2,"subscribe":{"channel":"` + benchService(i%t.cfg.spread) + `"}}`)
+func (t *wsCentrifugo) hello(i int) []byte {
+	return []byte(`{"id":1,"connect":{}}` + "\n" + `{"id":2,"subscribe":{"channel":"` + wsService(i%t.cfg.spread) + `"}}`)
 }
 
-func (t *centrifugoTarget) ready(frame []byte) bool {
+func (t *wsCentrifugo) ready(frame []byte) bool {
 	return bytes.Contains(frame, []byte(`"id":2`))
 }
 
 var (
-	cfPub  = []byte(`"pub":`)
-	cfPing = []byte(`{}`)
+	wsCfPub  = []byte(`"pub":`)
+	wsCfPing = []byte(`{}`)
 )
 
-func (t *centrifugoTarget) count(frame []byte) (int, []byte, bool, []byte) {
+func (t *wsCentrifugo) count(frame []byte) (int, []byte, bool, []byte) {
 	var reply []byte
 	// A server ping is an empty object on a line of its own.
-	if bytes.Equal(frame, cfPing) || bytes.HasPrefix(frame, []byte("{}\n")) || bytes.Contains(frame, []byte("\n{}")) {
-		reply = cfPing
+	if bytes.Equal(frame, wsCfPing) || bytes.HasPrefix(frame, []byte("{}\n")) || bytes.Contains(frame, []byte("\n{}")) {
+		reply = wsCfPing
 	}
-	n := bytes.Count(frame, cfPub)
+	n := bytes.Count(frame, wsCfPub)
 	if n == 0 {
 		return 0, nil, false, reply
 	}
-	return n, firstReceived(frame), false, reply
+	return n, wsFirstReceived(frame), false, reply
 }
 
-func (t *centrifugoTarget) newLoader() (loader, error) {
-	return &centrifugoLoader{t: t}, nil
+func (t *wsCentrifugo) newLoader() (wsLoader, error) {
+	return &wsCentrifugoLoader{t: t}, nil
 }
 
-// centrifugoLoader publishes entries shaped like logstream's JSON, so that
+// wsCentrifugoLoader publishes entries shaped like logstream's JSON, so that
 // frames are of the same size.
-type centrifugoLoader struct {
-	t    *centrifugoTarget
+type wsCentrifugoLoader struct {
+	t    *wsCentrifugo
 	msg  string
 	body bytes.Buffer
 }
 
-func (l *centrifugoLoader) send(service, n, size int) error {
+func (l *wsCentrifugoLoader) send(service, n, size int) error {
 	if len(l.msg) != size {
 		m := []byte(strings.Repeat("x", size))
 		copy(m, "bench ")
 		l.msg = string(m)
 	}
 	now := time.Now().UTC().Format(time.RFC3339Nano)
-	svc := benchService(service)
+	svc := wsService(service)
 	l.body.Reset()
 	l.body.WriteString(`{"commands":[`)
 	for i := range n {
@@ -378,4 +378,4 @@ func (l *centrifugoLoader) send(service, n, size int) error {
 	return nil
 }
 
-func (l *centrifugoLoader) close() {}
+func (l *wsCentrifugoLoader) close() {}
