@@ -41,8 +41,9 @@ type Config struct {
 	// net.core.rmem_max unless the daemon runs as root.
 	ReadBuffer config.ByteSize `yaml:"read_buffer"`
 	// QueueLength is how many datagrams a datagram listener holds
-	// between its socket and the bus; beyond it (or beyond QueueBytes)
-	// datagrams are dropped and counted. Default 16384.
+	// between its socket and the bus (about 100 bytes each besides the
+	// message); beyond it (or beyond QueueBytes)
+	// datagrams are dropped and counted. Default 65536.
 	QueueLength int `yaml:"queue_length"`
 	// QueueBytes bounds the same queue in bytes. Default 32MiB.
 	QueueBytes config.ByteSize `yaml:"queue_bytes"`
@@ -131,7 +132,7 @@ func (c Config) withDefaults() Config {
 		c.ReadBuffer = 8 << 20
 	}
 	if c.QueueLength == 0 {
-		c.QueueLength = 16384
+		c.QueueLength = 65536
 	}
 	if c.QueueBytes == 0 {
 		c.QueueBytes = 32 << 20

@@ -2,6 +2,7 @@ package syslog
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -104,4 +105,50 @@ func TestReceive(t *testing.T) {
 	}
 	r.stop(t)
 	r.checkBalance(t)
+}
+
+// TestTCPSplitWrites: frames written one byte per write (Nagle off) and a
+// final frame without newline at close arrive exactly as sent, in both
+// framings.
+func TestTCPSplitWrites(t *testing.T) {
+	sink := &memSink{}
+	r := start(t, testConfig(tcpL()), sink)
+	msgs := []string{"<13>1 - h a - - - first", "<13>1 - h a - - - second with \"quotes\"", "<13>Mar 10 11:59:58 h a: third"}
+	for _, octet := range []bool{true, false} {
+		var stream strings.Builder
+		for i, m := range msgs {
+			switch {
+			case octet:
+				stream.WriteString(strconv.Itoa(len(m)) + " " + m)
+			case i < len(msgs)-1:
+				stream.WriteString(m + "\n")
+			default:
+				stream.WriteString(m) // no newline: delivered at close
+			}
+		}
+		c := dial(t, "tcp", r.addr(0)).(*net.TCPConn)
+		_ = c.SetNoDelay(true)
+		for _, b := range []byte(stream.String()) {
+			write(t, c, string([]byte{b}))
+		}
+		c.Close()
+		waitFor(t, "3 more entries", func() bool { return sink.len() == 3*(1+boolInt(!octet)) })
+	}
+	got := sink.all()
+	for i, e := range got {
+		if want := msgs[i%3][strings.LastIndex(msgs[i%3], " ")+1:]; !strings.HasSuffix(e.Message, want) {
+			t.Fatalf("entry %d: %q", i, e.Message)
+		}
+	}
+	st := r.Stats()[0]
+	if st.Received != 6 || st.Closed[CloseEOF] != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
