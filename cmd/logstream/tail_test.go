@@ -20,6 +20,7 @@ import (
 
 	"github.com/logstream/logstream/bus"
 	grpclib "google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -98,9 +99,17 @@ type tailDaemon struct {
 	stderr  bytes.Buffer
 	exited  chan error
 	stopped bool
+	creds   credentials.TransportCredentials
 }
 
 func newTailDaemon(t *testing.T) *tailDaemon {
+	t.Helper()
+	return newTailDaemonWith(t, nil, nil)
+}
+
+// newTailDaemonWith lets mod change the configuration; creds are those
+// to check the daemon's health with (nil: plaintext).
+func newTailDaemonWith(t *testing.T, mod func(string) string, creds credentials.TransportCredentials) *tailDaemon {
 	t.Helper()
 	_, bin := tailBinaries(t)
 	dir := t.TempDir()
@@ -123,6 +132,13 @@ syslog:
 journald:
   enabled: false
 `, filepath.Join(dir, "state"), tailFreePort(t), tailFreePort(t), d.grpc, d.syslog, d.syslog)
+	if mod != nil {
+		cfg = mod(cfg)
+	}
+	d.creds = creds
+	if d.creds == nil {
+		d.creds = insecure.NewCredentials()
+	}
 	d.config = filepath.Join(dir, "logstreamd.yaml")
 	if err := os.WriteFile(d.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -163,7 +179,7 @@ func (d *tailDaemon) start() {
 		}
 		exited <- cmd.Wait()
 	}(d.cmd, d.exited)
-	cc, err := grpclib.NewClient(d.grpc, grpclib.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpclib.NewClient(d.grpc, grpclib.WithTransportCredentials(d.creds))
 	if err != nil {
 		t.Fatal(err)
 	}
