@@ -38,6 +38,7 @@ func runBenchGRPC(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	rate := fs.Int("rate", 2000, "entries a second published for the latency measurement")
 	duration := fs.Duration("duration", 5*time.Second, "length of the latency measurement")
 	size := fs.Int("size", 200, "message `bytes`")
+	api := fs.String("api", "both", "the call to measure: StreamLogs (one entry a message), StreamLogBatches (up to 128), or both")
 	logstreamd := fs.String("logstreamd", "", "logstreamd `binary` to start on free ports (default: next to this program, else in $PATH)")
 	server := fs.String("server", "", "measure a running daemon's gRPC `address` instead of starting one (with -nats)")
 	natsURL := fs.String("nats", "", "with -server: the daemon's NATS `URL` (bus.embedded.listen), to publish into; the bench's bus client creates or updates the stream with the default bus.stream settings")
@@ -45,8 +46,8 @@ func runBenchGRPC(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprint(stderr, `Usage: logstream bench grpc [flags]
 
 Starts logstreamd on free ports (or measures -server), opens N gRPC streams
-(logstream.v1) that each select every bench entry, and publishes into the
-daemon's bus: first -entries as fast as the bus takes them (throughput:
+(logstream.v1 StreamLogs and StreamLogBatches) that each select every bench
+entry, and publishes into the daemon's bus: first -entries as fast as the bus takes them (throughput:
 entries delivered a second over all streams), then -rate entries a second for
 -duration (latency from publish to receipt by the client, p50/p99/max).
 
@@ -64,6 +65,17 @@ Flags:
 			return fmt.Errorf("bench grpc: -streams: bad count %q", f)
 		}
 		counts = append(counts, n)
+	}
+	var apis []bool // batches?
+	switch *api {
+	case "StreamLogs":
+		apis = []bool{false}
+	case "StreamLogBatches":
+		apis = []bool{true}
+	case "both":
+		apis = []bool{false, true}
+	default:
+		return fmt.Errorf("bench grpc: -api: %q is not StreamLogs, StreamLogBatches or both", *api)
 	}
 	if (*server == "") != (*natsURL == "") {
 		return errors.New("bench grpc: -server and -nats go together")
@@ -89,18 +101,24 @@ Flags:
 	defer b.Publisher().Close(context.Background())
 
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "streams\tpublished\tdelivered\tentries/s delivered\tper stream/s\tdropped\tlatency @%d/s p50\tp99\tmax\tdropped\t\n", *rate)
-	for _, n := range counts {
-		fmt.Fprintf(stderr, "measuring %d streams...\n", n)
-		r, err := grpcbench.Run(ctx, grpcbench.Options{
-			Addr: addr, Publisher: b.Publisher(), Streams: n,
-			Entries: *entries, Rate: *rate, Duration: *duration, Size: *size,
-		})
-		if err != nil {
-			return fmt.Errorf("bench grpc: %d streams: %w", n, err)
+	fmt.Fprintf(tw, "call\tstreams\tpublished\tdelivered\tentries/s delivered\tper stream/s\tdropped\tlatency @%d/s p50\tp99\tmax\tdropped\t\n", *rate)
+	for _, batches := range apis {
+		call := "StreamLogs"
+		if batches {
+			call = "StreamLogBatches"
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%.0f\t%.0f\t%d\t%v\t%v\t%v\t%d\t\n", r.Streams, r.Published, r.Delivered, r.PerSecond,
-			r.PerSecond/float64(r.Streams), r.Dropped, grpcBenchMs(r.P50), grpcBenchMs(r.P99), grpcBenchMs(r.Max), r.LatencyDropped)
+		for _, n := range counts {
+			fmt.Fprintf(stderr, "measuring %s over %d streams...\n", call, n)
+			r, err := grpcbench.Run(ctx, grpcbench.Options{
+				Addr: addr, Publisher: b.Publisher(), Streams: n, Batches: batches,
+				Entries: *entries, Rate: *rate, Duration: *duration, Size: *size,
+			})
+			if err != nil {
+				return fmt.Errorf("bench grpc: %s, %d streams: %w", call, n, err)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%.0f\t%d\t%v\t%v\t%v\t%d\t\n", call, r.Streams, r.Published, r.Delivered, r.PerSecond,
+				r.PerSecond/float64(r.Streams), r.Dropped, grpcBenchMs(r.P50), grpcBenchMs(r.P99), grpcBenchMs(r.Max), r.LatencyDropped)
+		}
 	}
 	return tw.Flush()
 }

@@ -424,21 +424,27 @@ func tail(ctx context.Context, o *tailOptions, stdout, stderr io.Writer) error {
 	}
 }
 
-// tailReceive opens a stream and delivers its messages on a channel, which
-// is closed when the stream ends; its error is then on the other.
+// tailReceive opens a stream (StreamLogBatches: fewer messages for a
+// long history) and delivers its entries and control messages, in order,
+// on a channel, which is closed when the stream ends; its error is then
+// on the other.
 func tailReceive(ctx context.Context, cli pb.LogServiceClient, req *pb.LogRequest) (<-chan *pb.LogEntry, <-chan error) {
-	msgs := make(chan *pb.LogEntry, 256)
+	msgs := make(chan *pb.LogEntry, 1024)
 	errc := make(chan error, 1)
 	go func() {
 		defer close(msgs)
-		st, err := cli.StreamLogs(ctx, req)
+		st, err := cli.StreamLogBatches(ctx, req)
 		for err == nil {
-			var m *pb.LogEntry
-			if m, err = st.Recv(); err == nil {
+			var b *pb.LogBatch
+			if b, err = st.Recv(); err != nil {
+				break
+			}
+			for _, m := range b.GetEntries() {
 				select {
 				case msgs <- m:
 				case <-ctx.Done():
-					err = ctx.Err()
+					errc <- ctx.Err()
+					return
 				}
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/encoding"
 	protoenc "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -70,6 +71,13 @@ func (c *encCache) get(ev *bus.Event, enc func(*bus.Event) ([]byte, error)) ([]b
 		slot.Store(&encoded{seq: ev.Seq, data: ev.Data, out: out})
 	}
 	return out, nil
+}
+
+// appendBatchEntry appends one encoded LogEntry to an encoded LogBatch
+// (field 1, length-delimited).
+func appendBatchEntry(b, entry []byte) []byte {
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	return protowire.AppendBytes(b, entry)
 }
 
 // entryTime is the time shown for an entry: when it happened, else when

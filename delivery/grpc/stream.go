@@ -18,16 +18,93 @@ import (
 )
 
 const (
-	apiV1     = "v1"
-	apiLegacy = "legacy"
-	batchSize = 128
+	apiV1      = "v1"
+	apiV1Batch = "v1_batch"
+	apiLegacy  = "legacy"
+	batchSize  = 128
 )
 
-// sink writes one API's messages to a stream.
+// sink writes one API's messages to a stream, one event a message.
 type sink interface {
 	entry(ev *bus.Event) error
 	dropped(n uint64, reason string) error
 	caughtUp() error
+}
+
+// batchSink writes several events a message (StreamLogBatches).
+type batchSink struct {
+	s      *Server
+	stream grpclib.ServerStreamingServer[pb.LogBatch]
+	raw    rawMsg
+}
+
+// entry, dropped and caughtUp are not used: send takes whole batches.
+func (k *batchSink) entry(*bus.Event) error       { return errors.New("grpc: batch sink") }
+func (k *batchSink) dropped(uint64, string) error { return errors.New("grpc: batch sink") }
+func (k *batchSink) caughtUp() error              { return errors.New("grpc: batch sink") }
+
+// sendBatch sends evs as LogBatch messages: one, unless that would pass
+// max_send_msg_size. The message is built from the entries' cached
+// encodings (a LogBatch is its LogEntry messages as field 1), in a new
+// buffer each time: gRPC still holds it after SendMsg returns.
+func (k *batchSink) sendBatch(st *streamState, evs []bus.Event) error {
+	limit := int(k.s.cfg.MaxSendMsgSize)
+	var b []byte
+	var last uint64
+	var n uint64
+	flush := func() error {
+		if len(b) == 0 {
+			return nil
+		}
+		k.raw.b = b
+		if err := k.stream.SendMsg(&k.raw); err != nil {
+			return err
+		}
+		b = nil
+		k.s.metrics.sent.Add(float64(n))
+		st.sent.Add(n)
+		if last > 0 {
+			st.lastSeq.Store(last)
+		}
+		n, last = 0, 0
+		return nil
+	}
+	for i := range evs {
+		ev := &evs[i]
+		var m []byte
+		switch ev.Kind {
+		case bus.EventEntry:
+			enc, err := k.s.v1Cache.get(ev, encodeV1)
+			if err != nil {
+				k.s.metrics.badEntries.Inc()
+				continue
+			}
+			if len(enc)+16 > limit {
+				k.s.metrics.dropped.WithLabelValues(reasonTooLarge).Inc()
+				m, _ = marshalOpts.Marshal(controlV1(pb.Control_KIND_DROPPED, 1, reasonTooLarge))
+				break
+			}
+			m = enc
+			last = ev.Seq
+			n++
+		case bus.EventDropped:
+			m, _ = marshalOpts.Marshal(controlV1(pb.Control_KIND_DROPPED, ev.Dropped, ev.Reason))
+		case bus.EventCaughtUp:
+			m, _ = marshalOpts.Marshal(controlV1(pb.Control_KIND_CAUGHT_UP, 0, ""))
+		default:
+			continue
+		}
+		if len(b)+len(m)+16 > limit {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		if b == nil {
+			b = make([]byte, 0, min(limit, 64<<10))
+		}
+		b = appendBatchEntry(b, m)
+	}
+	return flush()
 }
 
 type v1Service struct {
@@ -42,6 +119,15 @@ func (v v1Service) StreamLogs(req *pb.LogRequest, stream grpclib.ServerStreaming
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	return v.s.serve(stream.Context(), apiV1, q, &v1Sink{s: v.s, stream: stream})
+}
+
+func (v v1Service) StreamLogBatches(req *pb.LogRequest, stream grpclib.ServerStreamingServer[pb.LogBatch]) error {
+	q, err := ParseV1(req)
+	if err != nil {
+		v.s.metrics.refused.WithLabelValues(codes.InvalidArgument.String()).Inc()
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	return v.s.serve(stream.Context(), apiV1Batch, q, &batchSink{s: v.s, stream: stream})
 }
 
 type legacyService struct {
@@ -269,6 +355,7 @@ func (st *streamState) drain(ctx context.Context) error {
 // send sends what the queue holds until the handler returns or a send
 // fails.
 func (st *streamState) send() error {
+	bs, batched := st.out.(*batchSink)
 	buf := make([]bus.Event, 0, batchSize)
 	for {
 		buf = st.q.take(buf[:0], batchSize)
@@ -280,19 +367,36 @@ func (st *streamState) send() error {
 				return nil
 			}
 		}
-		for i := range buf {
-			select {
-			case <-st.quit:
-				return nil // the stream has ended: send nothing more
-			default:
-			}
-			if err := st.sendOne(&buf[i]); err != nil {
-				st.q.sent()
-				return err
+		var err error
+		if batched {
+			err = st.unlessEnded(func() error { return bs.sendBatch(st, buf) })
+		} else {
+			for i := range buf {
+				if err = st.unlessEnded(func() error { return st.sendOne(&buf[i]) }); err != nil {
+					break
+				}
 			}
 		}
 		clear(buf)
 		st.q.sent()
+		if err != nil {
+			if err == errEnded {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// errEnded: the handler has returned; nothing more is sent.
+var errEnded = errors.New("grpc: stream ended")
+
+func (st *streamState) unlessEnded(f func() error) error {
+	select {
+	case <-st.quit:
+		return errEnded
+	default:
+		return f()
 	}
 }
 

@@ -33,6 +33,8 @@ type Options struct {
 	// Streams is how many streams read every entry, each on its own
 	// connection.
 	Streams int
+	// Batches uses StreamLogBatches instead of StreamLogs.
+	Batches bool
 	// Entries to publish as fast as the publisher takes them
 	// (throughput). Zero skips the throughput phase.
 	Entries int
@@ -85,6 +87,32 @@ func (s *stream) check() {
 	}
 }
 
+// openStream opens a stream and returns its receive function, which
+// returns one entry, or a batch.
+func openStream(ctx context.Context, cli pb.LogServiceClient, req *pb.LogRequest, batches bool) (func() ([]*pb.LogEntry, error), error) {
+	if batches {
+		st, err := cli.StreamLogBatches(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		return func() ([]*pb.LogEntry, error) {
+			b, err := st.Recv()
+			return b.GetEntries(), err
+		}, nil
+	}
+	st, err := cli.StreamLogs(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return func() ([]*pb.LogEntry, error) {
+		m, err := st.Recv()
+		if err != nil {
+			return nil, err
+		}
+		return []*pb.LogEntry{m}, nil
+	}, nil
+}
+
 // Run opens the streams, runs the throughput phase then the latency
 // phase, and closes the streams.
 func Run(ctx context.Context, o Options) (Result, error) {
@@ -113,21 +141,26 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		if err != nil {
 			return res, err
 		}
-		st, err := pb.NewLogServiceClient(cc).StreamLogs(ctx, &pb.LogRequest{Services: []string{service}})
+		recv, err := openStream(ctx, pb.NewLogServiceClient(cc), &pb.LogRequest{Services: []string{service}}, o.Batches)
 		if err != nil {
 			cc.Close()
 			return res, fmt.Errorf("grpcbench: open stream: %w", err)
 		}
 		wg.Go(func() {
 			defer cc.Close()
+			var batch []*pb.LogEntry
 			for {
-				m, err := st.Recv()
-				if err != nil {
-					if ctx.Err() == nil {
-						errc <- fmt.Errorf("grpcbench: stream %d: %w", i, err)
+				if len(batch) == 0 {
+					batch, err = recv()
+					if err != nil {
+						if ctx.Err() == nil {
+							errc <- fmt.Errorf("grpcbench: stream %d: %w", i, err)
+						}
+						return
 					}
-					return
 				}
+				m := batch[0]
+				batch = batch[1:]
 				now := time.Now()
 				if c := m.GetControl(); c != nil {
 					switch c.GetKind() {

@@ -86,7 +86,7 @@ func (x Control_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Control_Kind.Descriptor instead.
 func (Control_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_logstreampb_v1_logstream_proto_rawDescGZIP(), []int{2, 0}
+	return file_logstreampb_v1_logstream_proto_rawDescGZIP(), []int{3, 0}
 }
 
 type LogRequest struct {
@@ -457,6 +457,51 @@ func (x *LogEntry) GetControl() *Control {
 	return nil
 }
 
+// LogBatch holds entries and control messages in stream order.
+type LogBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*LogEntry            `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogBatch) Reset() {
+	*x = LogBatch{}
+	mi := &file_logstreampb_v1_logstream_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogBatch) ProtoMessage() {}
+
+func (x *LogBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_logstreampb_v1_logstream_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogBatch.ProtoReflect.Descriptor instead.
+func (*LogBatch) Descriptor() ([]byte, []int) {
+	return file_logstreampb_v1_logstream_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *LogBatch) GetEntries() []*LogEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
 type Control struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Kind  Control_Kind           `protobuf:"varint,1,opt,name=kind,proto3,enum=logstream.v1.Control_Kind" json:"kind,omitempty"`
@@ -471,7 +516,7 @@ type Control struct {
 
 func (x *Control) Reset() {
 	*x = Control{}
-	mi := &file_logstreampb_v1_logstream_proto_msgTypes[2]
+	mi := &file_logstreampb_v1_logstream_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +528,7 @@ func (x *Control) String() string {
 func (*Control) ProtoMessage() {}
 
 func (x *Control) ProtoReflect() protoreflect.Message {
-	mi := &file_logstreampb_v1_logstream_proto_msgTypes[2]
+	mi := &file_logstreampb_v1_logstream_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +541,7 @@ func (x *Control) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Control.ProtoReflect.Descriptor instead.
 func (*Control) Descriptor() ([]byte, []int) {
-	return file_logstreampb_v1_logstream_proto_rawDescGZIP(), []int{2}
+	return file_logstreampb_v1_logstream_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Control) GetKind() Control_Kind {
@@ -559,7 +604,9 @@ const file_logstreampb_v1_logstream_proto_rawDesc = "" +
 	"\acontrol\x18\x0f \x01(\v2\x15.logstream.v1.ControlR\acontrol\x1a9\n" +
 	"\vFieldsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaf\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"<\n" +
+	"\bLogBatch\x120\n" +
+	"\aentries\x18\x01 \x03(\v2\x16.logstream.v1.LogEntryR\aentries\"\xaf\x01\n" +
 	"\aControl\x12.\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1a.logstream.v1.Control.KindR\x04kind\x12\x18\n" +
 	"\adropped\x18\x02 \x01(\x04R\adropped\x12\x16\n" +
@@ -567,11 +614,12 @@ const file_logstreampb_v1_logstream_proto_rawDesc = "" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fKIND_DROPPED\x10\x01\x12\x12\n" +
-	"\x0eKIND_CAUGHT_UP\x10\x022N\n" +
+	"\x0eKIND_CAUGHT_UP\x10\x022\x96\x01\n" +
 	"\n" +
 	"LogService\x12@\n" +
 	"\n" +
-	"StreamLogs\x12\x18.logstream.v1.LogRequest\x1a\x16.logstream.v1.LogEntry0\x01BIZGgithub.com/logstream/logstream/delivery/grpc/logstreampb/v1;logstreampbb\x06proto3"
+	"StreamLogs\x12\x18.logstream.v1.LogRequest\x1a\x16.logstream.v1.LogEntry0\x01\x12F\n" +
+	"\x10StreamLogBatches\x12\x18.logstream.v1.LogRequest\x1a\x16.logstream.v1.LogBatch0\x01BIZGgithub.com/logstream/logstream/delivery/grpc/logstreampb/v1;logstreampbb\x06proto3"
 
 var (
 	file_logstreampb_v1_logstream_proto_rawDescOnce sync.Once
@@ -586,29 +634,33 @@ func file_logstreampb_v1_logstream_proto_rawDescGZIP() []byte {
 }
 
 var file_logstreampb_v1_logstream_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_logstreampb_v1_logstream_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_logstreampb_v1_logstream_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_logstreampb_v1_logstream_proto_goTypes = []any{
 	(Control_Kind)(0),             // 0: logstream.v1.Control.Kind
 	(*LogRequest)(nil),            // 1: logstream.v1.LogRequest
 	(*LogEntry)(nil),              // 2: logstream.v1.LogEntry
-	(*Control)(nil),               // 3: logstream.v1.Control
-	nil,                           // 4: logstream.v1.LogEntry.FieldsEntry
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*LogBatch)(nil),              // 3: logstream.v1.LogBatch
+	(*Control)(nil),               // 4: logstream.v1.Control
+	nil,                           // 5: logstream.v1.LogEntry.FieldsEntry
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
 }
 var file_logstreampb_v1_logstream_proto_depIdxs = []int32{
-	5, // 0: logstream.v1.LogRequest.since:type_name -> google.protobuf.Timestamp
-	5, // 1: logstream.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	5, // 2: logstream.v1.LogEntry.received:type_name -> google.protobuf.Timestamp
-	4, // 3: logstream.v1.LogEntry.fields:type_name -> logstream.v1.LogEntry.FieldsEntry
-	3, // 4: logstream.v1.LogEntry.control:type_name -> logstream.v1.Control
-	0, // 5: logstream.v1.Control.kind:type_name -> logstream.v1.Control.Kind
-	1, // 6: logstream.v1.LogService.StreamLogs:input_type -> logstream.v1.LogRequest
-	2, // 7: logstream.v1.LogService.StreamLogs:output_type -> logstream.v1.LogEntry
-	7, // [7:8] is the sub-list for method output_type
-	6, // [6:7] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	6, // 0: logstream.v1.LogRequest.since:type_name -> google.protobuf.Timestamp
+	6, // 1: logstream.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	6, // 2: logstream.v1.LogEntry.received:type_name -> google.protobuf.Timestamp
+	5, // 3: logstream.v1.LogEntry.fields:type_name -> logstream.v1.LogEntry.FieldsEntry
+	4, // 4: logstream.v1.LogEntry.control:type_name -> logstream.v1.Control
+	2, // 5: logstream.v1.LogBatch.entries:type_name -> logstream.v1.LogEntry
+	0, // 6: logstream.v1.Control.kind:type_name -> logstream.v1.Control.Kind
+	1, // 7: logstream.v1.LogService.StreamLogs:input_type -> logstream.v1.LogRequest
+	1, // 8: logstream.v1.LogService.StreamLogBatches:input_type -> logstream.v1.LogRequest
+	2, // 9: logstream.v1.LogService.StreamLogs:output_type -> logstream.v1.LogEntry
+	3, // 10: logstream.v1.LogService.StreamLogBatches:output_type -> logstream.v1.LogBatch
+	9, // [9:11] is the sub-list for method output_type
+	7, // [7:9] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_logstreampb_v1_logstream_proto_init() }
@@ -628,7 +680,7 @@ func file_logstreampb_v1_logstream_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_logstreampb_v1_logstream_proto_rawDesc), len(file_logstreampb_v1_logstream_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

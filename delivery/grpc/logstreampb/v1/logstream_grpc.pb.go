@@ -35,7 +35,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	LogService_StreamLogs_FullMethodName = "/logstream.v1.LogService/StreamLogs"
+	LogService_StreamLogs_FullMethodName       = "/logstream.v1.LogService/StreamLogs"
+	LogService_StreamLogBatches_FullMethodName = "/logstream.v1.LogService/StreamLogBatches"
 )
 
 // LogServiceClient is the client API for LogService service.
@@ -54,6 +55,10 @@ type LogServiceClient interface {
 	//	UNAVAILABLE        the server is shutting down: reconnect with
 	//	                   after_seq set to the last seq received
 	StreamLogs(ctx context.Context, in *LogRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogEntry], error)
+	// StreamLogBatches is StreamLogs with the entries and control messages
+	// grouped, in order, into batches of up to 128: the same stream in fewer
+	// messages, for clients that read many entries a second.
+	StreamLogBatches(ctx context.Context, in *LogRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogBatch], error)
 }
 
 type logServiceClient struct {
@@ -83,6 +88,25 @@ func (c *logServiceClient) StreamLogs(ctx context.Context, in *LogRequest, opts 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type LogService_StreamLogsClient = grpc.ServerStreamingClient[LogEntry]
 
+func (c *logServiceClient) StreamLogBatches(ctx context.Context, in *LogRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogBatch], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &LogService_ServiceDesc.Streams[1], LogService_StreamLogBatches_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[LogRequest, LogBatch]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type LogService_StreamLogBatchesClient = grpc.ServerStreamingClient[LogBatch]
+
 // LogServiceServer is the server API for LogService service.
 // All implementations must embed UnimplementedLogServiceServer
 // for forward compatibility.
@@ -99,6 +123,10 @@ type LogServiceServer interface {
 	//	UNAVAILABLE        the server is shutting down: reconnect with
 	//	                   after_seq set to the last seq received
 	StreamLogs(*LogRequest, grpc.ServerStreamingServer[LogEntry]) error
+	// StreamLogBatches is StreamLogs with the entries and control messages
+	// grouped, in order, into batches of up to 128: the same stream in fewer
+	// messages, for clients that read many entries a second.
+	StreamLogBatches(*LogRequest, grpc.ServerStreamingServer[LogBatch]) error
 	mustEmbedUnimplementedLogServiceServer()
 }
 
@@ -111,6 +139,9 @@ type UnimplementedLogServiceServer struct{}
 
 func (UnimplementedLogServiceServer) StreamLogs(*LogRequest, grpc.ServerStreamingServer[LogEntry]) error {
 	return status.Errorf(codes.Unimplemented, "method StreamLogs not implemented")
+}
+func (UnimplementedLogServiceServer) StreamLogBatches(*LogRequest, grpc.ServerStreamingServer[LogBatch]) error {
+	return status.Errorf(codes.Unimplemented, "method StreamLogBatches not implemented")
 }
 func (UnimplementedLogServiceServer) mustEmbedUnimplementedLogServiceServer() {}
 func (UnimplementedLogServiceServer) testEmbeddedByValue()                    {}
@@ -144,6 +175,17 @@ func _LogService_StreamLogs_Handler(srv interface{}, stream grpc.ServerStream) e
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type LogService_StreamLogsServer = grpc.ServerStreamingServer[LogEntry]
 
+func _LogService_StreamLogBatches_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(LogRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(LogServiceServer).StreamLogBatches(m, &grpc.GenericServerStream[LogRequest, LogBatch]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type LogService_StreamLogBatchesServer = grpc.ServerStreamingServer[LogBatch]
+
 // LogService_ServiceDesc is the grpc.ServiceDesc for LogService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -155,6 +197,11 @@ var LogService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "StreamLogs",
 			Handler:       _LogService_StreamLogs_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "StreamLogBatches",
+			Handler:       _LogService_StreamLogBatches_Handler,
 			ServerStreams: true,
 		},
 	},
