@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -93,11 +94,16 @@ func (h *harness) start() {
 		h.t.Fatalf("source not enabled: %s", h.log.String())
 	}
 	h.src = src
+	following := h.log.count("following the journal")
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	h.done = make(chan error, 1)
 	pub := h.b.Publisher()
 	go func() { h.done <- src.Run(ctx, pub) }()
+	// Entries written from now on are after the start position.
+	bustest.WaitFor(h.t, 20*time.Second, "the source to position itself", func() bool {
+		return h.log.count("following the journal") > following
+	})
 }
 
 // stop ends Run and waits for it.
@@ -309,4 +315,19 @@ func (l *logBuffer) String() string {
 
 func (l *logBuffer) count(substr string) int {
 	return strings.Count(l.String(), substr)
+}
+
+func runOut(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return string(out), err
+}
+
+func journaldNeed(t *testing.T) { journaldtest.Need(t, "journalctl") }
+
+// waitJournal waits until the journal holds n entries of this test.
+func waitJournal(t *testing.T, h *harness, n int) {
+	t.Helper()
+	if err := waitEntries(h.jd.Dir, "TEST_ID="+h.id, n, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
 }

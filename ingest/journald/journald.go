@@ -477,7 +477,7 @@ type reader struct {
 	present [nFixed]bool
 
 	// per-batch counts, added to the metrics once a batch
-	nRead, nPublished, nExcluded, nLost, nTruncated, nFieldsDropped uint64
+	nExcluded, nLost, nTruncated, nFieldsDropped uint64
 }
 
 func newReader(s *Source, sink Sink, com *committer) *reader {
@@ -536,6 +536,7 @@ func (r *reader) session(ctx context.Context, first bool) error {
 			s.m.unreadable.Add(float64(res.Skipped))
 		}
 		if res.N > 0 {
+			s.m.read.Add(float64(res.N))
 			b.used, b.now = res.Used, time.Now()
 			r.full <- b // never blocks: full has room for every buffer
 		} else {
@@ -560,8 +561,6 @@ func (r *reader) flushCounts() {
 			*n = 0
 		}
 	}
-	add(m.read, &r.nRead)
-	add(m.published, &r.nPublished)
 	add(m.excluded, &r.nExcluded)
 	add(m.lost, &r.nLost)
 	add(m.truncated, &r.nTruncated)
@@ -591,11 +590,19 @@ func (r *reader) position(j *sdj.Journal, first bool) error {
 	}
 	if cursor != "" {
 		ok, err := r.seekCursor(j, cursor)
-		if ok || err != nil {
+		if err != nil {
 			return err
 		}
+		if ok {
+			s.log.Info("following the journal", "journal", s.describe(), "from", "cursor")
+			return nil
+		}
 	}
-	return r.seekStart(j)
+	if err := r.seekStart(j); err != nil {
+		return err
+	}
+	s.log.Info("following the journal", "journal", s.describe(), "from", "start: "+s.cfg.Start)
+	return nil
 }
 
 func (r *reader) invalid(reason string, err error, fallback string) {
@@ -723,7 +730,6 @@ func (r *reader) noteSeq(p cursorParts) {
 // handle publishes one record. It returns an error only when publishing
 // failed for good (ctx ended, publisher closed).
 func (r *reader) handle(ctx context.Context, rec *sdj.Record, now time.Time) error {
-	r.nRead++
 	p, okCursor := parseCursor(rec.Cursor)
 	if okCursor {
 		if !r.s.hasMatches && r.haveSeq && string(p.seqnumID) == string(r.lastSeqID[:]) && p.seq > r.lastSeq+1 {
@@ -770,7 +776,7 @@ func (r *reader) publish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.nPublished++
+	r.s.m.published.Inc()
 	return nil
 }
 
