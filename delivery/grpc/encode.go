@@ -80,6 +80,11 @@ func appendBatchEntry(b, entry []byte) []byte {
 	return protowire.AppendBytes(b, entry)
 }
 
+// batchEntrySize is the size of one encoded LogEntry in a LogBatch.
+func batchEntrySize(entry []byte) int {
+	return protowire.SizeTag(1) + protowire.SizeBytes(len(entry))
+}
+
 // entryTime is the time shown for an entry: when it happened, else when
 // it was received.
 func entryTime(e *bus.Entry) time.Time {

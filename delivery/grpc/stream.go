@@ -36,6 +36,8 @@ type batchSink struct {
 	s      *Server
 	stream grpclib.ServerStreamingServer[pb.LogBatch]
 	raw    rawMsg
+	parts  [][]byte // encoded messages of the batch being sent
+	seqs   []uint64 // their entries' sequences, 0 for control messages
 }
 
 // entry, dropped and caughtUp are not used: send takes whole batches.
@@ -46,32 +48,16 @@ func (k *batchSink) caughtUp() error              { return errors.New("grpc: bat
 // sendBatch sends evs as LogBatch messages: one, unless that would pass
 // max_send_msg_size. The message is built from the entries' cached
 // encodings (a LogBatch is its LogEntry messages as field 1), in a new
-// buffer each time: gRPC still holds it after SendMsg returns.
+// buffer of the exact size each time: gRPC still holds it after SendMsg
+// returns.
 func (k *batchSink) sendBatch(st *streamState, evs []bus.Event) error {
 	limit := int(k.s.cfg.MaxSendMsgSize)
-	var b []byte
-	var last uint64
-	var n uint64
-	flush := func() error {
-		if len(b) == 0 {
-			return nil
-		}
-		k.raw.b = b
-		if err := k.stream.SendMsg(&k.raw); err != nil {
-			return err
-		}
-		b = nil
-		k.s.metrics.sent.Add(float64(n))
-		st.sent.Add(n)
-		if last > 0 {
-			st.lastSeq.Store(last)
-		}
-		n, last = 0, 0
-		return nil
-	}
+	parts := k.parts[:0]
+	seqs := k.seqs[:0]
 	for i := range evs {
 		ev := &evs[i]
 		var m []byte
+		var seq uint64
 		switch ev.Kind {
 		case bus.EventEntry:
 			enc, err := k.s.v1Cache.get(ev, encodeV1)
@@ -79,14 +65,12 @@ func (k *batchSink) sendBatch(st *streamState, evs []bus.Event) error {
 				k.s.metrics.badEntries.Inc()
 				continue
 			}
-			if len(enc)+16 > limit {
+			if batchEntrySize(enc) > limit {
 				k.s.metrics.dropped.WithLabelValues(reasonTooLarge).Inc()
 				m, _ = marshalOpts.Marshal(controlV1(pb.Control_KIND_DROPPED, 1, reasonTooLarge))
 				break
 			}
-			m = enc
-			last = ev.Seq
-			n++
+			m, seq = enc, ev.Seq
 		case bus.EventDropped:
 			m, _ = marshalOpts.Marshal(controlV1(pb.Control_KIND_DROPPED, ev.Dropped, ev.Reason))
 		case bus.EventCaughtUp:
@@ -94,17 +78,38 @@ func (k *batchSink) sendBatch(st *streamState, evs []bus.Event) error {
 		default:
 			continue
 		}
-		if len(b)+len(m)+16 > limit {
-			if err := flush(); err != nil {
-				return err
+		parts = append(parts, m)
+		seqs = append(seqs, seq)
+	}
+	k.parts, k.seqs = parts, seqs
+	defer clear(k.parts)
+	for len(parts) > 0 {
+		size, n := 0, 0
+		for n < len(parts) && (n == 0 || size+batchEntrySize(parts[n]) <= limit) {
+			size += batchEntrySize(parts[n])
+			n++
+		}
+		b := make([]byte, 0, size)
+		var entries, last uint64
+		for i, m := range parts[:n] {
+			b = appendBatchEntry(b, m)
+			if seqs[i] > 0 {
+				entries++
+				last = seqs[i]
 			}
 		}
-		if b == nil {
-			b = make([]byte, 0, min(limit, 64<<10))
+		k.raw.b = b
+		if err := k.stream.SendMsg(&k.raw); err != nil {
+			return err
 		}
-		b = appendBatchEntry(b, m)
+		k.s.metrics.sent.Add(float64(entries))
+		st.sent.Add(entries)
+		if last > 0 {
+			st.lastSeq.Store(last)
+		}
+		parts, seqs = parts[n:], seqs[n:]
 	}
-	return flush()
+	return nil
 }
 
 type v1Service struct {
