@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/logstream/logstream/bus"
@@ -75,8 +76,10 @@ type syslogReport struct {
 	MaxMs        float64 `json:"max_ms,omitempty"`
 	// UDPRcvbufErrors is the machine's UDP receive-buffer overflow count
 	// (/proc/net/snmp) during the run: datagrams the kernel dropped.
-	UDPRcvbufErrors uint64            `json:"udp_rcvbuf_errors,omitempty"`
-	Server          map[string]string `json:"server_counters,omitempty"` // logstream_syslog_* from --metrics
+	UDPRcvbufErrors uint64 `json:"udp_rcvbuf_errors,omitempty"`
+	// ClientCPUSeconds is this process's CPU time (sending and counting).
+	ClientCPUSeconds float64           `json:"client_cpu_seconds"`
+	Server           map[string]string `json:"server_counters,omitempty"` // logstream_syslog_* from --metrics
 }
 
 func runBenchSyslog(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -186,6 +189,7 @@ func (r *syslogReport) print(w io.Writer) {
 	if r.P50ms > 0 {
 		fmt.Fprintf(w, "  latency   p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms\n", r.P50ms, r.P90ms, r.P99ms, r.P999ms, r.MaxMs)
 	}
+	fmt.Fprintf(w, "  client CPU %.2fs (%.2f µs a message)\n", r.ClientCPUSeconds, r.ClientCPUSeconds*1e6/float64(r.Sent))
 	if r.UDPRcvbufErrors > 0 {
 		fmt.Fprintf(w, "  kernel UDP receive-buffer drops during the run: %d\n", r.UDPRcvbufErrors)
 	}
@@ -287,6 +291,10 @@ func (c *syslogBench) run(ctx context.Context, stderr io.Writer) (*syslogReport,
 	}
 	if network == "udp" {
 		rep.UDPRcvbufErrors = udpRcvbufErrors() - snmpBefore
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		rep.ClientCPUSeconds = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 	}
 	if c.metrics != "" {
 		rep.Server, err = scrapeSyslogMetrics(ctx, c.metrics)

@@ -118,32 +118,45 @@ EOF
 	rsyslogd -n -f "$dir/rsyslog.conf" -i "$dir/pid" >"$dir/log" 2>&1 &
 	RPID=$!
 	pids+=("$RPID")
-	for _ in $(seq 100); do
+	for _ in $(seq 400); do
 		if ss -Htuln "sport = :$RS_PORT" | grep -q .; then sleep 0.2; return; fi
+		kill -0 "$RPID" 2>/dev/null || break
 		sleep 0.05
 	done
-	echo "rsyslogd not listening" >&2; cat "$dir/log" >&2; exit 1
+	echo "rsyslogd not listening on $RS_PORT" >&2; cat "$dir/log" >&2; exit 1
 }
 
 stop_rsyslog() { kill "$RPID"; wait "$RPID" 2>/dev/null || true; }
 
+TICK=$(getconf CLK_TCK)
+# cputime PID: the process's CPU seconds so far.
+cputime() { awk -v t="$TICK" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$1/stat"; }
+# per_msg BEFORE AFTER COUNT: microseconds of CPU a message.
+per_msg() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.2f", (b - a) * 1e6 / n }'; }
+
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print 0; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 core=() js=() base=() rs=()
+core_cpu=() js_cpu=() rs_cpu=() client_cpu=()
 num() { printf '%.0f' "$1"; }
 for round in $(seq "$ROUNDS"); do
 	echo "round $round/$ROUNDS" >&2
 
 	start_daemon core
+	c0=$(cputime "$DPID")
 	"$LS" bench syslog -address "tcp://127.0.0.1:$SYSLOG_PORT" -count "$COUNT" -connections "$CONNS" -size "$SIZE" \
 		-nats "$NATS" -metrics "$METRICS" -label "core r$round" -json >"$tmp/core.$round.json"
+	core_cpu+=("$(per_msg "$c0" "$(cputime "$DPID")" "$COUNT")")
+	client_cpu+=("$(per_msg 0 "$(json client_cpu_seconds "$tmp/core.$round.json")" "$COUNT")")
 	core+=("$(num "$(json end_to_end_rate "$tmp/core.$round.json")")")
 	echo "  core NATS:  ${core[-1]} msgs/s, lost $(json lost "$tmp/core.$round.json")" >&2
 	stop_daemon
 
 	start_daemon jetstream
+	c0=$(cputime "$DPID")
 	"$LS" bench syslog -address "tcp://127.0.0.1:$SYSLOG_PORT" -count "$COUNT" -connections "$CONNS" -size "$SIZE" \
 		-nats "$NATS" -metrics "$METRICS" -label "jetstream r$round" -json >"$tmp/js.$round.json"
+	js_cpu+=("$(per_msg "$c0" "$(cputime "$DPID")" "$COUNT")")
 	js+=("$(num "$(json end_to_end_rate "$tmp/js.$round.json")")")
 	echo "  JetStream:  ${js[-1]} msgs/s, lost $(json lost "$tmp/js.$round.json")" >&2
 	"$LS" bench jsbaseline -nats "$NATS" -count "$BASE_COUNT" -size "$SIZE" -label "baseline r$round" -json >"$tmp/base.$round.json"
@@ -152,8 +165,10 @@ for round in $(seq "$ROUNDS"); do
 	stop_daemon
 
 	start_rsyslog imptcp
+	c0=$(cputime "$RPID")
 	"$LS" bench syslog -address "tcp://127.0.0.1:$RS_PORT" -count "$COUNT" -connections "$CONNS" -size "$SIZE" \
 		-file "$RS_FILE" -label "rsyslog r$round" -json >"$tmp/rs.$round.json"
+	rs_cpu+=("$(per_msg "$c0" "$(cputime "$RPID")" "$COUNT")")
 	rs+=("$(num "$(json end_to_end_rate "$tmp/rs.$round.json")")")
 	echo "  rsyslog:    ${rs[-1]} msgs/s, lost $(json lost "$tmp/rs.$round.json")" >&2
 	stop_rsyslog
@@ -192,11 +207,12 @@ cat <<EOF
 syslog receiver, end to end — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), load average before the run's end: $(cut -d' ' -f1-3 /proc/loadavg)
 $COUNT × $SIZE-byte RFC 5424 messages over $CONNS TCP connections (octet counting); median of $ROUNDS interleaved rounds
 
-  receiver                                   msgs/s      rounds
-  logstreamd, core NATS                    $(printf '%9.0f' "$m_core")      ${core[*]}
-  logstreamd, JetStream                    $(printf '%9.0f' "$m_js")      ${js[*]}
-  bare JetStream async publisher           $(printf '%9.0f' "$m_base")      ${base[*]}
-  rsyslog imptcp -> omfile                 $(printf '%9.0f' "$m_rs")      ${rs[*]}
+  receiver                                   msgs/s   receiver CPU µs/msg   rounds (msgs/s)
+  logstreamd, core NATS                    $(printf '%9.0f' "$m_core")   $(printf '%19s' "$(printf '%s\n' "${core_cpu[@]}" | median)")   ${core[*]}
+  logstreamd, JetStream                    $(printf '%9.0f' "$m_js")   $(printf '%19s' "$(printf '%s\n' "${js_cpu[@]}" | median)")   ${js[*]}
+  bare JetStream async publisher           $(printf '%9.0f' "$m_base")   $(printf '%19s' -)   ${base[*]}
+  rsyslog imptcp -> omfile                 $(printf '%9.0f' "$m_rs")   $(printf '%19s' "$(printf '%s\n' "${rs_cpu[@]}" | median)")   ${rs[*]}
+  (load generator and NATS subscriber: $(printf '%s\n' "${client_cpu[@]}" | median) µs CPU a message; logstreamd's CPU includes its embedded nats-server)
 
   targets                                    measured    target
   core NATS msgs/s                         $(printf '%9.0f' "$m_core")    >= 300000
