@@ -634,3 +634,26 @@ func TestCoreModeNoHistory(t *testing.T) {
 		t.Fatalf("got %q", got[0].entry.Message)
 	}
 }
+
+// TestFrameInterval checks the batching of frame_interval: an entry after
+// a quiet period is written at once, and a burst within the interval
+// shares frames.
+func TestFrameInterval(t *testing.T) {
+	e := newEnv(t, Config{FrameInterval: 300 * time.Millisecond}, nil)
+	c := e.mustDial("")
+	waitType(t, c, "caught_up")
+	start := time.Now()
+	e.publish(entry("h", "s", bus.LevelInfo, "first"))
+	got, _ := collect(t, c, 1, 10*time.Second)
+	if d := time.Since(start); d > 250*time.Millisecond || got[0].entry.Message != "first" {
+		t.Fatalf("the first entry took %v", d)
+	}
+	// Ten entries published one by one right after: at most two frames.
+	for i := range 10 {
+		e.publish(entry("h", "s", bus.LevelInfo, "burst-"+strconv.Itoa(i)))
+	}
+	got, frames := collect(t, c, 10, 10*time.Second)
+	if len(got) != 10 || len(frames) > 2 {
+		t.Fatalf("%d entries in %d frames, want 10 in at most 2", len(got), len(frames))
+	}
+}
