@@ -186,11 +186,15 @@ func (c *client) control(data []byte) {
 	msg := subscribedMessage(id, sp.req)
 	var old *bus.Subscription
 	c.request(func() {
+		if c.closeCode != 0 {
+			old = s // the writer is ending and will not take it
+			return
+		}
 		old = c.next
 		c.next, c.nextMsg = s, msg
 	})
 	if old != nil {
-		old.Close() // superseded before the writer took it
+		old.Close() // superseded before the writer took it, or not wanted
 	}
 }
 

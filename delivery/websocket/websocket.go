@@ -179,7 +179,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Unlock()
 	admitted = true
 	h.m.clients.Inc()
-	h.log.Debug("websocket client connected", "remote", r.RemoteAddr, "filter", r.URL.RawQuery)
+	h.log.Debug("websocket client connected", "remote", r.RemoteAddr, "filter", subscribedMessage("", sp.req))
 	go c.readLoop()
 	go c.writeLoop(subscribedMessage("", sp.req))
 }
