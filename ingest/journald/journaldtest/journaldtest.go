@@ -133,6 +133,7 @@ func New(bin string, o Options) (*Journald, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journaldtest: machine ID: %w", err)
 	}
+	removeStale(strings.TrimSpace(string(id)))
 	var rb [6]byte
 	_, _ = rand.Read(rb[:])
 	ns := "lstest-" + hex.EncodeToString(rb[:])
@@ -196,7 +197,9 @@ func (j *Journald) startE() error {
 	cmd := exec.Command(j.bin, j.Namespace)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group (a ^C to the test does not stop it before the
+	// test's cleanup), and stopped if the test process dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("journaldtest: start systemd-journald: %w", err)
 	}
@@ -375,5 +378,28 @@ func (j *Journald) Run(stdin string, name string, args ...string) {
 	cmd.Stdin = strings.NewReader(stdin)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		j.t.Fatalf("journaldtest: %s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// removeStale removes what killed test processes left behind: namespaces
+// named lstest-* whose configuration is over a minute old and whose socket
+// no journald listens on.
+func removeStale(machineID string) {
+	confs, _ := filepath.Glob("/etc/systemd/journald@lstest-*.conf")
+	for _, conf := range confs {
+		st, err := os.Stat(conf)
+		if err != nil || time.Since(st.ModTime()) < time.Minute {
+			continue
+		}
+		ns := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(conf), "journald@"), ".conf")
+		sock := "/run/systemd/journal." + ns
+		if c, err := net.Dial("unixgram", filepath.Join(sock, "socket")); err == nil {
+			c.Close()
+			continue // alive
+		}
+		os.Remove(conf)
+		os.RemoveAll(sock)
+		os.RemoveAll(filepath.Join("/var/log/journal", machineID+"."+ns))
+		os.RemoveAll(filepath.Join("/run/log/journal", machineID+"."+ns))
 	}
 }
