@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -343,6 +344,13 @@ func FuzzAgainstGoSyslog5424(f *testing.F) {
 		if fm != RFC5424 || err != nil {
 			t.Fatalf("%q: format %v, err %v", line, fm, err)
 		}
+		if strings.Contains(value, "] ") {
+			// go-syslog ends the element at the first "] ", escaped or not.
+			if e.Fields["sd.id@1."+param] != strings.NewReplacer(`\"`, `"`, `\\`, `\`, `\]`, `]`).Replace(value) {
+				t.Fatalf("%q: sd %q", line, e.Fields["sd.id@1."+param])
+			}
+			t.Skip("go-syslog cuts structured data at an escaped \\] followed by a space")
+		}
 		p := (&format.RFC5424{}).GetParser([]byte(line))
 		if err := p.Parse(); err != nil {
 			t.Skipf("go-syslog refuses %q: %v", line, err)
@@ -362,12 +370,14 @@ func FuzzAgainstGoSyslog5424(f *testing.F) {
 		eq("app_name", orNil(strings.TrimPrefix(e.Service, UnknownService)), d["app_name"])
 		eq("msg_id", orNil(e.Fields[FieldMsgID]), d["msg_id"])
 		if e.PID != 0 {
-			eq("proc_id", e.PID, d["proc_id"])
+			if n, err := strconv.Atoi(d["proc_id"].(string)); err != nil || n != e.PID {
+				t.Fatalf("%q: pid ours %d, go-syslog %q", line, e.PID, d["proc_id"])
+			}
 		} else {
 			eq("proc_id", orNil(e.Fields[FieldProcID]), d["proc_id"])
 		}
 		eq("message", e.Message, strings.TrimPrefix(d["message"].(string), bom))
-		if param != "" && !strings.Contains(value, "] ") {
+		if param != "" {
 			unesc := strings.NewReplacer(`\"`, `"`, `\\`, `\`, `\]`, `]`).Replace(value)
 			eq("sd", e.Fields["sd.id@1."+param], unesc)
 			eq("sd raw", d["structured_data"], sd)
@@ -394,7 +404,7 @@ func FuzzAgainstGoSyslog3164(f *testing.F) {
 			}
 			return r
 		}, tag)
-		if host == "" || tag == "" || len(tag) > maxTag || isIPv6(host) {
+		if host == "" || len(host) > 255 || tag == "" || len(tag) > maxTag || isIPv6(host) {
 			t.Skip()
 		}
 		msg = strings.TrimSpace(strings.Map(func(r rune) rune {
@@ -406,6 +416,9 @@ func FuzzAgainstGoSyslog3164(f *testing.F) {
 		ts := time.Unix(sec%(400*86400*365), 0).UTC()
 		if sec < 0 {
 			ts = time.Unix(-sec%(400*86400*365), 0).UTC()
+		}
+		if ts.Month() == time.February && ts.Day() == 29 {
+			t.Skip("go-syslog puts Feb 29 in the current year, normalised to March 1st")
 		}
 		ptag := tag
 		if pid != 0 {
