@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -44,6 +45,10 @@ type committer struct {
 	gen    uint64
 	notify chan struct{}
 
+	// For the lag gauge: the newest entry read, the saved position.
+	readRealtime  atomic.Uint64
+	savedRealtime atomic.Uint64
+
 	// owned by run
 	saved    position
 	savedGen uint64
@@ -57,6 +62,15 @@ func newCommitter(s *Source, sink Sink) *committer {
 		sink: sink, path: s.cursorPath, log: s.log, m: s.m,
 		interval: s.cfg.CommitInterval, every: uint64(s.cfg.CommitEntries),
 		notify: make(chan struct{}, 1),
+	}
+}
+
+// noteRead records the journal time of the newest entry read, for the
+// cursor lag gauge.
+func (c *committer) noteRead(realtime uint64) {
+	c.readRealtime.Store(realtime)
+	if saved := c.savedRealtime.Load(); saved > 0 {
+		c.m.cursorLag.Set(lagSeconds(realtime, saved))
 	}
 }
 
@@ -158,8 +172,10 @@ func (c *committer) save(p position, gen uint64) {
 	}
 	c.saved, c.savedGen, c.lastSave = p, gen, time.Now()
 	c.m.cursorSaves.Inc()
-	latest, _ := c.get()
-	c.m.cursorLag.Set(lagSeconds(latest.realtime, p.realtime))
+	if p.realtime > 0 {
+		c.savedRealtime.Store(p.realtime)
+		c.m.cursorLag.Set(lagSeconds(c.readRealtime.Load(), p.realtime))
+	}
 }
 
 func lagSeconds(newest, saved uint64) float64 {

@@ -164,3 +164,33 @@ func TestCursorVanished(t *testing.T) {
 		t.Errorf("%d warnings, want 1", n)
 	}
 }
+
+// TestCommitBatching: with a long commit_interval, commit_entries alone
+// makes the cursor follow; fewer entries than that wait for the interval.
+func TestCommitBatching(t *testing.T) {
+	h := newHarness(t, harnessOpts{}, func(c *journald.Config) {
+		c.CommitInterval = time.Hour
+		c.CommitEntries = 10
+		c.Start = "tail"
+	})
+	h.start()
+	saves := func() float64 { return h.metric("logstream_journald_cursor_saves_total") }
+	bustest.WaitFor(t, 10*time.Second, "the start position saved", func() bool { return saves() == 1 })
+	h.sendSeq(0, 30)
+	checkSeqs(t, h.collect(30, 20*time.Second), 30)
+	bustest.WaitFor(t, 10*time.Second, "the cursor at SEQ 29", func() bool {
+		return !strings.Contains(journalctlAfter(t, h, h.savedCursor()), "SEQ=")
+	})
+	n := saves()
+	h.sendSeq(30, 35) // fewer than commit_entries: no save before the hour
+	checkSeqs(t, h.collect(35, 20*time.Second), 35)
+	time.Sleep(300 * time.Millisecond) // a commit would have happened by now
+	if saves() != n {
+		t.Errorf("%v saves for 5 entries with commit_entries 10", saves()-n)
+	}
+	// At stop, the last position is saved.
+	h.stop()
+	if out := journalctlAfter(t, h, h.savedCursor()); strings.Contains(out, "SEQ=") {
+		t.Errorf("entries after the cursor saved at stop: %.300s", out)
+	}
+}

@@ -537,6 +537,7 @@ func (r *reader) session(ctx context.Context, first bool) error {
 		}
 		if res.N > 0 {
 			s.m.read.Add(float64(res.N))
+			r.com.noteRead(res.LastRealtime)
 			b.used, b.now = res.Used, time.Now()
 			r.full <- b // never blocks: full has room for every buffer
 		} else {

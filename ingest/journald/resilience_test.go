@@ -180,6 +180,9 @@ func TestBackpressureAndVacuum(t *testing.T) {
 	if c := h.savedCursor(); c != cursorBefore {
 		t.Errorf("cursor moved while the bus was down: %s -> %s", cursorBefore, c)
 	}
+	if lag := h.metric("logstream_journald_cursor_lag_seconds"); lag <= 0 {
+		t.Errorf("cursor_lag_seconds = %v while the bus is down", lag)
+	}
 	h.jd.Rotate()
 	h.sendSeq(n, n+10)
 	waitJournal(t, h, n+10)
@@ -204,6 +207,9 @@ func TestBackpressureAndVacuum(t *testing.T) {
 		t.Errorf("%d entries on the bus + %d counted lost, want %d", len(seen), lost, n+10)
 	}
 	t.Logf("%d on the bus, %d lost to vacuuming", len(seen), lost)
+	bustest.WaitFor(t, 10*time.Second, "no cursor lag", func() bool {
+		return h.metric("logstream_journald_cursor_lag_seconds") == 0
+	})
 }
 
 // TestIdle: a caught-up source sleeps in poll(2): it uses next to no CPU

@@ -194,7 +194,7 @@ static inline void put64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
 
 // ls_put_entry writes the current entry at buf+*off. -ENOBUFS when it does
 // not fit (nothing is consumed), other negative errnos for a broken entry.
-static int ls_put_entry(ls_reader *r, unsigned char *buf, size_t cap, size_t *off) {
+static int ls_put_entry(ls_reader *r, unsigned char *buf, size_t cap, size_t *off, uint64_t *realtime) {
 	uint64_t rt;
 	int k = ls_fn.get_realtime_usec(r->j, &rt);
 	if (k < 0)
@@ -262,6 +262,7 @@ static int ls_put_entry(ls_reader *r, unsigned char *buf, size_t cap, size_t *of
 	put32(buf + start, (uint32_t)(o - start));
 	put32(buf + start + 4, nf);
 	*off = o;
+	*realtime = rt;
 	return 0;
 }
 
@@ -271,6 +272,7 @@ typedef struct {
 	int eof;      // the end of the journal was reached
 	int skipped;  // entries that could not be read and were skipped
 	int err;      // negative errno of a failed sd_journal_next, else 0
+	uint64_t last_realtime; // of the last entry written
 } ls_result;
 
 // ls_read advances through up to max entries, writing each into buf.
@@ -290,7 +292,7 @@ static void ls_read(ls_reader *r, unsigned char *buf, size_t cap, int max, ls_re
 			}
 			r->have_current = 1;
 		}
-		int k = ls_put_entry(r, buf, cap, &off);
+		int k = ls_put_entry(r, buf, cap, &off, &res->last_realtime);
 		if (k == -ENOBUFS) {
 			if (res->n == 0)
 				res->err = k;
@@ -609,6 +611,8 @@ type ReadResult struct {
 	Used    int  // bytes of the buffer used
 	EOF     bool // the end of the journal was reached
 	Skipped int  // entries that could not be read at all and were skipped
+	// LastRealtime is the __REALTIME_TIMESTAMP of the last record.
+	LastRealtime uint64
 }
 
 // Read moves through up to max entries, writing each as a record into
@@ -618,7 +622,7 @@ type ReadResult struct {
 func (j *Journal) Read(buf []byte, max int) (ReadResult, error) {
 	var res C.ls_result
 	C.ls_read(j.r, (*C.uchar)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), C.int(max), &res)
-	r := ReadResult{N: int(res.n), Used: int(res.used), EOF: res.eof != 0, Skipped: int(res.skipped)}
+	r := ReadResult{N: int(res.n), Used: int(res.used), EOF: res.eof != 0, Skipped: int(res.skipped), LastRealtime: uint64(res.last_realtime)}
 	switch {
 	case res.err == -C.ENOBUFS:
 		return r, ErrNoBuffer

@@ -27,9 +27,10 @@ func OpenNamespace(string) (*Journal, error) { return nil, errBuild }
 
 // ReadResult says what Read did.
 type ReadResult struct {
-	N, Used int
-	EOF     bool
-	Skipped int
+	N, Used      int
+	EOF          bool
+	Skipped      int
+	LastRealtime uint64
 }
 
 func (*Journal) Close()                               {}
