@@ -645,7 +645,11 @@ func parseRFC3339(s string, loc *time.Location) (time.Time, bool) {
 		if loc == nil {
 			return time.Time{}, false
 		}
-		return time.Date(y, time.Month(mo), d, h, m, sec, ns, loc), true
+		t := time.Date(y, time.Month(mo), d, h, m, sec, ns, loc)
+		if y := t.UTC().Year(); y < 0 || y > 9999 {
+			return time.Time{}, false
+		}
+		return t, true
 	}
 	off := 0
 	switch s[i] {
@@ -669,8 +673,11 @@ func parseRFC3339(s string, loc *time.Location) (time.Time, bool) {
 	default:
 		return time.Time{}, false
 	}
-	t := time.Date(y, time.Month(mo), d, h, m, sec, ns, time.UTC)
-	return t.Add(-time.Duration(off) * time.Second), true
+	t := time.Date(y, time.Month(mo), d, h, m, sec, ns, time.UTC).Add(-time.Duration(off) * time.Second)
+	if y := t.Year(); y < 0 || y > 9999 {
+		return time.Time{}, false // the entry's RFC 3339 could not say it
+	}
+	return t, true
 }
 
 // digits reads between min and max decimal digits at s[i:].
