@@ -471,6 +471,7 @@ type reader struct {
 
 	idb     []byte
 	strs    map[string]string
+	last    []string // by field index: the previous value
 	e       bus.Entry
 	vals    [nFixed][]byte
 	trunc   [nFixed]bool
@@ -481,7 +482,7 @@ type reader struct {
 }
 
 func newReader(s *Source, sink Sink, com *committer) *reader {
-	r := &reader{s: s, sink: sink, com: com, strs: make(map[string]string, 256),
+	r := &reader{s: s, sink: sink, com: com, strs: make(map[string]string, 256), last: make([]string, len(s.names)),
 		full: make(chan *batch, pipelineBuffers), free: make(chan *batch, pipelineBuffers)}
 	for range pipelineBuffers {
 		r.free <- &batch{buf: make([]byte, initialBuf)}
@@ -815,16 +816,36 @@ func (r *reader) intern(b []byte) string {
 	return s
 }
 
-// value converts a field value: interned when short, escaped when not
-// valid UTF-8.
-func (r *reader) value(b []byte) string {
-	if !utf8.Valid(b) {
+// value converts the value of the field with index i: escaped when not
+// valid UTF-8, else shared with the previous value of the same field when
+// equal (host, boot ID, transport repeat from entry to entry), else
+// interned when short.
+func (r *reader) value(i int, b []byte) string {
+	if i < len(r.last) && r.last[i] == string(b) {
+		return r.last[i]
+	}
+	var v string
+	switch {
+	case !utf8.Valid(b):
 		return Escape(b)
+	case len(b) <= 64:
+		v = r.intern(b)
+	default:
+		v = string(b)
 	}
-	if len(b) <= 64 {
-		return r.intern(b)
+	if i < len(r.last) {
+		r.last[i] = v
 	}
-	return string(b)
+	return v
+}
+
+// fixed returns the value of fixed field i of the current record as a
+// string, "" when absent.
+func (r *reader) fixed(i int) string {
+	if !r.present[i] {
+		return ""
+	}
+	return r.value(i, r.vals[i])
 }
 
 // build fills r.e from rec; false when the entry is excluded.
@@ -844,9 +865,10 @@ func (r *reader) build(rec *sdj.Record, now time.Time) bool {
 		}
 		return nil
 	}
-	if len(s.exclude) > 0 {
-		_, a := s.exclude[string(v(fUnit))]
-		_, b := s.exclude[string(v(fUserUnit))]
+	unit, userUnit := r.fixed(fUnit), r.fixed(fUserUnit)
+	if len(s.exclude) > 0 && (unit != "" || userUnit != "") {
+		_, a := s.exclude[unit]
+		_, b := s.exclude[userUnit]
 		if a || b {
 			r.nExcluded++
 			return false
@@ -854,10 +876,10 @@ func (r *reader) build(rec *sdj.Record, now time.Time) bool {
 	}
 	e := &r.e
 	*e = bus.Entry{Source: bus.SourceJournald, Received: now}
-	if e.Host = r.intern(v(fHostname)); e.Host == "" {
+	if e.Host = r.fixed(fHostname); e.Host == "" {
 		e.Host = s.hostname
 	}
-	e.Service = Service(r.intern(v(fUnit)), r.intern(v(fUserUnit)), r.intern(v(fIdentifier)), r.intern(v(fComm)))
+	e.Service = Service(unit, userUnit, r.fixed(fIdentifier), r.fixed(fComm))
 	e.Level = Level(v(fPriority), s.defLevel)
 	if n, ok := parseUint(v(fFacility)); ok {
 		e.Facility = bus.FacilityFromCode(int(n))
@@ -893,7 +915,13 @@ func (r *reader) build(rec *sdj.Record, now time.Time) bool {
 	if n == 0 && !truncated && !escaped {
 		return true
 	}
-	e.Fields = make(map[string]string, n+2)
+	if truncated {
+		n++
+	}
+	if escaped {
+		n++
+	}
+	e.Fields = make(map[string]string, n)
 	for _, f := range rec.Fields {
 		var key string
 		val := f.Value
@@ -911,10 +939,8 @@ func (r *reader) build(rec *sdj.Record, now time.Time) bool {
 			r.nFieldsDropped++
 			continue
 		}
-		if _, dup := e.Fields[key]; dup {
-			continue // a field given twice: the first value is kept
-		}
-		e.Fields[key] = r.value(val)
+		// A field given twice keeps its last value.
+		e.Fields[key] = r.value(f.Index, val)
 	}
 	if truncated {
 		e.Fields[FieldMessageTruncated] = "true"

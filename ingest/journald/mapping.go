@@ -121,8 +121,11 @@ func parseCursor(c []byte) (cursorParts, bool) {
 			return p, false
 		}
 		v := item[2:]
-		if !isHex(v) {
-			return p, false
+		switch item[0] {
+		case 's', 'i', 'b':
+			if !isHex(v) {
+				return p, false
+			}
 		}
 		switch item[0] {
 		case 's':
