@@ -385,6 +385,7 @@ func (s *Server) readDatagrams(l *listener, q chan<- datagram, queued *atomic.In
 				return
 			}
 			s.input.warn("syslog datagram read failed", "listener", l.label, "err", err)
+			time.Sleep(10 * time.Millisecond) // an error that persists must not spin
 			continue
 		}
 		data := trimDatagram(buf[:n])
