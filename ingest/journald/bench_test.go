@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -177,7 +178,7 @@ func (c *captureSink) Flush(context.Context) error { return nil }
 // runSourceOnce reads the whole benchmark journal from its head into sink
 // and returns how long it took until sink.Flush returned after the last
 // entry.
-func runSourceOnce(b *testing.B, dir string, n int, sink journald.Sink) time.Duration {
+func runSourceOnce(b *testing.B, dir string, n int, sink journald.Sink, cpu *cpuMeter) time.Duration {
 	b.Helper()
 	cfg := journald.DefaultConfig()
 	cfg.Enabled = journald.On
@@ -191,6 +192,7 @@ func runSourceOnce(b *testing.B, dir string, n int, sink journald.Sink) time.Dur
 	cs := &countingSink{Sink: sink, target: int64(n), done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	stop := cpu.start()
 	start := time.Now()
 	go func() { done <- src.Run(ctx, cs) }()
 	select {
@@ -202,6 +204,7 @@ func runSourceOnce(b *testing.B, dir string, n int, sink journald.Sink) time.Dur
 		b.Fatal(err)
 	}
 	elapsed := time.Since(start)
+	stop()
 	cancel()
 	if err := <-done; err != nil {
 		b.Fatal(err)
@@ -214,6 +217,29 @@ func report(b *testing.B, n int, total time.Duration) {
 	b.ReportMetric(float64(total.Nanoseconds())/float64(n*b.N), "ns/entry")
 }
 
+// cpuMeter measures the CPU time of this process (every thread: the
+// source, the publisher and the embedded nats-server) and of its children
+// (journalctl).
+type cpuMeter struct{ self, children time.Duration }
+
+func (m *cpuMeter) start() (stop func()) {
+	s, c := rusage(syscall.RUSAGE_SELF), rusage(syscall.RUSAGE_CHILDREN)
+	return func() {
+		m.self += rusage(syscall.RUSAGE_SELF) - s
+		m.children += rusage(syscall.RUSAGE_CHILDREN) - c
+	}
+}
+
+func (m *cpuMeter) report(b *testing.B, n int) {
+	b.ReportMetric(float64((m.self+m.children).Nanoseconds())/float64(n*b.N), "cpu-ns/entry")
+}
+
+func rusage(who int) time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(who, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // BenchmarkJournal compares, on one journal of 200,000 entries:
 // journalctl's fastest output to /dev/null; the source publishing to core
 // NATS and to JetStream; a bare JetStream async publisher of the same
@@ -223,60 +249,76 @@ func BenchmarkJournal(b *testing.B) {
 	jd, n := benchSetup(b)
 	b.Run("journalctl-export", func(b *testing.B) {
 		var total time.Duration
+		var cpu cpuMeter
 		for range b.N {
 			cmd := exec.Command("journalctl", "-D", jd.Dir, "-o", "export", "TEST_ID=bench")
 			devnull, _ := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 			cmd.Stdout = devnull
+			stop := cpu.start()
 			start := time.Now()
 			err := cmd.Run()
 			total += time.Since(start)
+			stop()
 			devnull.Close()
 			if err != nil {
 				b.Fatal(err)
 			}
 		}
 		report(b, n, total)
+		cpu.report(b, n)
 	})
 	b.Run("source-discard", func(b *testing.B) {
 		var total time.Duration
+		var cpu cpuMeter
 		for range b.N {
-			total += runSourceOnce(b, jd.Dir, n, discardSink{})
+			total += runSourceOnce(b, jd.Dir, n, discardSink{}, &cpu)
 		}
 		report(b, n, total)
+		cpu.report(b, n)
 	})
 	b.Run("source-core", func(b *testing.B) {
 		var total time.Duration
+		var cpu cpuMeter
 		for range b.N {
 			bb := bustest.Open(b, bustest.CoreMode)
-			total += runSourceOnce(b, jd.Dir, n, bb.Publisher())
+			total += runSourceOnce(b, jd.Dir, n, bb.Publisher(), &cpu)
 		}
 		report(b, n, total)
+		cpu.report(b, n)
 	})
 	b.Run("source-jetstream", func(b *testing.B) {
 		var total time.Duration
+		var cpu cpuMeter
 		for range b.N {
 			bb := bustest.Open(b, func(c *bus.Config) { c.Stream.MaxBytes = 4 << 30 })
-			total += runSourceOnce(b, jd.Dir, n, bb.Publisher())
+			total += runSourceOnce(b, jd.Dir, n, bb.Publisher(), &cpu)
 		}
 		report(b, n, total)
+		cpu.report(b, n)
 	})
 	b.Run("bare-jetstream", func(b *testing.B) {
 		capture := &captureSink{prefix: bus.DefaultPrefix}
-		runSourceOnce(b, jd.Dir, n, capture)
+		runSourceOnce(b, jd.Dir, n, capture, &cpuMeter{})
 		var total time.Duration
+		var cpu cpuMeter
 		for range b.N {
 			bb := bustest.Open(b, func(c *bus.Config) { c.Stream.MaxBytes = 4 << 30 })
+			stop := cpu.start()
 			total += bareJetStream(b, bb.ClientURL(), capture.msgs)
+			stop()
 		}
 		report(b, n, total)
+		cpu.report(b, n)
 	})
 	b.Run("publisher-jetstream", func(b *testing.B) {
 		capture := &captureSink{prefix: bus.DefaultPrefix}
-		runSourceOnce(b, jd.Dir, n, capture)
+		runSourceOnce(b, jd.Dir, n, capture, &cpuMeter{})
 		var total time.Duration
+		var cpu cpuMeter
 		for range b.N {
 			bb := bustest.Open(b, func(c *bus.Config) { c.Stream.MaxBytes = 4 << 30 })
 			p := bb.Publisher()
+			stop := cpu.start()
 			start := time.Now()
 			for _, e := range capture.entries {
 				if err := p.Publish(context.Background(), e); err != nil {
@@ -287,15 +329,21 @@ func BenchmarkJournal(b *testing.B) {
 				b.Fatal(err)
 			}
 			total += time.Since(start)
+			stop()
 		}
 		report(b, n, total)
+		cpu.report(b, n)
 	})
 	b.Run("sdjournal-getentry", func(b *testing.B) {
 		var total time.Duration
+		var cpu cpuMeter
 		for range b.N {
+			stop := cpu.start()
 			total += goSystemdRead(b, jd.Dir, n)
+			stop()
 		}
 		report(b, n, total)
+		cpu.report(b, n)
 	})
 }
 

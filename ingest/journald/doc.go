@@ -2,8 +2,8 @@
 // a bus.Entry, committing its position (a journald cursor, in a file) only
 // after the bus acknowledged every entry up to it. A crash or kill -9 then
 // restart loses nothing; what is sent twice carries the same ID
-// (boot ID, sequence-number ID and sequence number) and the stream's
-// duplicate window drops it.
+// (boot ID, sequence-number ID and sequence number, see Entry IDs in
+// docs/journald.md) and the stream's duplicate window drops it.
 //
 // # Reading
 //

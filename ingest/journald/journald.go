@@ -852,11 +852,15 @@ func (r *reader) fixed(i int) string {
 func (r *reader) build(rec *sdj.Record, now time.Time) bool {
 	s := r.s
 	clear(r.present[:])
+	n := 0 // fields to copy
 	for _, f := range rec.Fields {
 		if f.Index < nFixed && !r.present[f.Index] {
 			r.present[f.Index] = true
 			r.vals[f.Index] = f.Value
 			r.trunc[f.Index] = f.Truncated
+		}
+		if f.Index == sdj.AllFields || s.copyKey[f.Index] != "" {
+			n++
 		}
 	}
 	v := func(i int) []byte {
@@ -905,12 +909,6 @@ func (r *reader) build(rec *sdj.Record, now time.Time) bool {
 		e.Message = Escape(msg)
 	} else {
 		e.Message = string(msg)
-	}
-	n := 0
-	for _, f := range rec.Fields {
-		if f.Index == sdj.AllFields || s.copyKey[f.Index] != "" {
-			n++
-		}
 	}
 	if n == 0 && !truncated && !escaped {
 		return true

@@ -146,14 +146,17 @@ func parseCursor(c []byte) (cursorParts, bool) {
 }
 
 // appendID appends the deduplication ID of the entry a cursor names:
-// "<boot_id>-<seqnum_id>-<seqnum hex>". The sequence-number ID is part of
-// it because journald starts a new sequence (new seqnum_id, seqnum from 1)
-// when it cannot continue a file, e.g. after being killed: boot ID and
-// seqnum alone would then repeat within one boot.
+// "<boot_id>-<seqnum_id>-<seqnum>", the two IDs cut to their first 16 hex
+// digits (64 random bits each) and the sequence number in hex, e.g.
+// "2f4fe591604a401a-91433d6cf53d47e9-1a3". The sequence-number ID is part
+// of it because journald starts a new sequence (new seqnum_id, seqnum from
+// 1) when it cannot continue a file, e.g. after being killed: boot ID and
+// seqnum alone would then repeat within one boot. IDs are kept short
+// because the stream remembers every ID of its duplicate window.
 func (p *cursorParts) appendID(b []byte) []byte {
-	b = append(b, p.boot...)
+	b = append(b, p.boot[:16]...)
 	b = append(b, '-')
-	b = append(b, p.seqnumID...)
+	b = append(b, p.seqnumID[:16]...)
 	b = append(b, '-')
 	return append(b, p.seqnum...)
 }

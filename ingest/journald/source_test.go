@@ -63,7 +63,7 @@ func TestWriters(t *testing.T) {
 		if e.Fields["_TRANSPORT"] != c.transport || e.Fields["_BOOT_ID"] == "" || e.Fields["SYSLOG_IDENTIFIER"] == "" {
 			t.Errorf("%s: fields %v", c.writer, e.Fields)
 		}
-		if parts := strings.Split(e.ID, "-"); len(parts) != 3 || parts[0] != e.Fields["_BOOT_ID"] || len(parts[1]) != 32 {
+		if parts := strings.Split(e.ID, "-"); len(parts) != 3 || !strings.HasPrefix(e.Fields["_BOOT_ID"], parts[0]) || len(parts[0]) != 16 || len(parts[1]) != 16 {
 			t.Errorf("%s: ID %q is not <boot_id>-<seqnum_id>-<seqnum>", c.writer, e.ID)
 		}
 		if e.PID == 0 || e.Time.IsZero() || e.Received.IsZero() || e.Host != host {
