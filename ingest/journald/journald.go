@@ -156,6 +156,13 @@ func New(cfg Config, stateDir string, log *slog.Logger, reg prometheus.Registere
 	if err := s.probe(); err != nil {
 		return nil, err
 	}
+	if cfg.Enabled == On {
+		for _, d := range s.journalDirs() {
+			if err := readableFiles(d); err != nil {
+				log.Warn("journal files unreadable: entries will be missing", "err", err.Error())
+			}
+		}
+	}
 	if err := checkWritable(filepath.Dir(s.cursorPath)); err != nil {
 		return nil, fmt.Errorf("journald.cursor_file: %w", err)
 	}
@@ -191,28 +198,49 @@ func (s *Source) available() error {
 	if err := sdj.Load(); err != nil {
 		return err
 	}
-	var dirs []string
-	switch {
-	case s.cfg.Path != "":
-		dirs = []string{s.cfg.Path}
-	default:
-		id, err := os.ReadFile("/etc/machine-id")
+	for _, d := range s.journalDirs() {
+		f, err := os.Open(d)
 		if err != nil {
-			return fmt.Errorf("no machine ID: %w", err)
+			continue
 		}
-		name := strings.TrimSpace(string(id))
-		if s.cfg.Namespace != "" {
-			name += "." + s.cfg.Namespace
-		}
-		dirs = []string{"/var/log/journal/" + name, "/run/log/journal/" + name}
+		f.Close()
+		return readableFiles(d)
 	}
-	for _, d := range dirs {
-		if f, err := os.Open(d); err == nil {
-			f.Close()
+	return fmt.Errorf("no readable journal in %s", strings.Join(s.journalDirs(), " or "))
+}
+
+// journalDirs are the directories the configured journal lives in.
+func (s *Source) journalDirs() []string {
+	if s.cfg.Path != "" {
+		return []string{s.cfg.Path}
+	}
+	id, err := os.ReadFile("/etc/machine-id")
+	if err != nil {
+		return []string{"/var/log/journal/<machine-id> (no /etc/machine-id)"}
+	}
+	name := strings.TrimSpace(string(id))
+	if s.cfg.Namespace != "" {
+		name += "." + s.cfg.Namespace
+	}
+	return []string{"/var/log/journal/" + name, "/run/log/journal/" + name}
+}
+
+// readableFiles fails when dir holds journal files and none can be
+// opened: sd-journal would then silently read nothing.
+func readableFiles(dir string) error {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.journal"))
+	if len(files) == 0 {
+		return nil // none yet: journald creates them
+	}
+	var err error
+	for _, f := range files {
+		var fh *os.File
+		if fh, err = os.Open(f); err == nil {
+			fh.Close()
 			return nil
 		}
 	}
-	return fmt.Errorf("no readable journal in %s", strings.Join(dirs, " or "))
+	return fmt.Errorf("cannot read the journal files in %s (%v): run logstreamd as a member of the systemd-journal group", dir, err)
 }
 
 // probe opens and closes the journal, so that a bad path fails start-up.
