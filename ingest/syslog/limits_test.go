@@ -295,8 +295,14 @@ func TestShutdownPublishesWhatWasRead(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not return")
 	}
-	if n := sink.len(); n != 100 {
-		t.Fatalf("published %d of 100 read", n)
+	// Everything read was published: the 50 datagrams queued, and every
+	// TCP frame of the read in progress (one read holds all 50 here).
+	st := r.Stats()
+	if st[1].Published != 50 || st[0].Published != st[0].Received || sink.len() != int(st[0].Received)+50 {
+		t.Fatalf("published %d; stats %+v", sink.len(), st)
+	}
+	if st[0].Received != 50 {
+		t.Logf("the first TCP read held %d of 50 frames", st[0].Received)
 	}
 	r.checkBalance(t)
 }
