@@ -398,6 +398,7 @@ func TestDashboard(t *testing.T) {
 		if rate != strconv.Itoa(n) {
 			t.Fatalf("rows stat %q, want %d", rate, n)
 		}
+		b.screenshot("dashboard-levels.png")
 	})
 
 	// Every request the page made went to its own origin.
