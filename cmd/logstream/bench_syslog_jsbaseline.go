@@ -80,8 +80,10 @@ func runBenchJSBaseline(ctx context.Context, args []string, stdout, stderr io.Wr
 		*host = "bench-" + strconv.FormatUint(rand.Uint64()%(36*36*36*36*36), 36)
 	}
 	// The entry the receiver makes of bench syslog's RFC 5424 message.
-	gen := newSyslogGen(&syslogBench{size: *size, services: *services, levels: lv, format: "rfc5424", host: *host})
-	entry := func(seq int) (string, []byte) {
+	genCfg := &syslogBench{size: *size, services: *services, levels: lv, format: "rfc5424", host: *host}
+	// entry makes entry seq; a generator is not safe for concurrent use,
+	// so each publishing goroutine has its own.
+	entry := func(gen *syslogGen, seq int) (string, []byte) {
 		b := gen.message(make([]byte, 0, *size+64), seq)
 		now := time.Now()
 		e := bus.Entry{Time: now, Received: now, Host: *host, Service: "bench" + strconv.Itoa(seq%*services),
@@ -111,7 +113,7 @@ func runBenchJSBaseline(ctx context.Context, args []string, stdout, stderr io.Wr
 		}
 		pubs[i] = publisher{nc, js}
 	}
-	subject, _ := entry(0)
+	subject, _ := entry(newSyslogGen(genCfg), 0)
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	stream, err := pubs[0].js.StreamNameBySubject(sctx, subject)
 	cancel()
@@ -132,8 +134,9 @@ func runBenchJSBaseline(ctx context.Context, args []string, stdout, stderr io.Wr
 	errc := make(chan error, len(pubs))
 	for i, p := range pubs {
 		wg.Go(func() {
+			gen := newSyslogGen(genCfg)
 			for seq := i; seq < *count; seq += len(pubs) {
-				subj, data := entry(seq)
+				subj, data := entry(gen, seq)
 				m := &nats.Msg{Subject: subj, Data: data}
 				if *msgID {
 					m.Header = nats.Header{nats.MsgIdHdr: []string{*host + "-" + strconv.Itoa(seq)}}
