@@ -296,6 +296,17 @@ func BenchmarkJournal(b *testing.B) {
 		report(b, n, total)
 		cpu.report(b, n)
 	})
+	b.Run("source-jetstream-tcp", func(b *testing.B) {
+		var total time.Duration
+		var cpu cpuMeter
+		for range b.N {
+			server := bustest.Open(b, func(c *bus.Config) { c.Stream.MaxBytes = 4 << 30 })
+			bb := bustest.Open(b, func(c *bus.Config) { c.URLs = []string{server.ClientURL()}; c.Stream.MaxBytes = 4 << 30 })
+			total += runSourceOnce(b, jd.Dir, n, bb.Publisher(), &cpu)
+		}
+		report(b, n, total)
+		cpu.report(b, n)
+	})
 	b.Run("bare-jetstream", func(b *testing.B) {
 		capture := &captureSink{prefix: bus.DefaultPrefix}
 		runSourceOnce(b, jd.Dir, n, capture, &cpuMeter{})
