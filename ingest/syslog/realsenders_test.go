@@ -227,7 +227,8 @@ func TestRsyslogForwarding(t *testing.T) {
 			seen := make([]bool, tc.count)
 			for _, g := range collect(t, sub, tc.count, 120*time.Second) {
 				var i, total int
-				if _, err := fmt.Sscanf(g.Message, "seq %d of %d", &i, &total); err != nil || i < 0 || i >= tc.count {
+				if _, err := fmt.Sscanf(g.Message, "seq %d of %d", &i, &total); err != nil || i < 0 || i >= tc.count ||
+					g.Message != fmt.Sprintf("seq %d of %d", i, total) {
 					t.Fatalf("unexpected message %q", g.Message)
 				}
 				if seen[i] {

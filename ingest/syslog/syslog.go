@@ -459,8 +459,16 @@ type handler struct {
 	opts parse.Options
 }
 
-// frame counts and publishes one stream frame.
+// frame counts and publishes one stream frame. A trailing LF (CRLF,
+// NUL) inside an octet-counted frame is dropped, as rsyslog does
+// (DropTrailingLFOnReception): its omfwd counts the template's final LF.
 func (h *handler) frame(data string, truncated bool, now time.Time) {
+	for len(data) > 0 && (data[len(data)-1] == '\n' || data[len(data)-1] == '\r' || data[len(data)-1] == 0) {
+		data = data[:len(data)-1]
+	}
+	if len(data) == 0 {
+		return // an octet-counted frame of nothing but a line end
+	}
 	l := h.l
 	l.received.Add(1)
 	if truncated {
