@@ -214,6 +214,15 @@ func TestConfigYAML(t *testing.T) {
 			t.Errorf("%q: got %q, %v", c.yaml, cfg.Enabled, err)
 		}
 	}
+	// An explicit empty list stays empty: no fields copied, nothing
+	// excluded.
+	cfg := DefaultConfig()
+	if err := yaml.Unmarshal([]byte("fields: []\nexclude_units: []"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if d := cfg.withDefaults(); len(d.Fields) != 0 || len(d.ExcludeUnits) != 0 {
+		t.Errorf("empty lists became %v and %v", d.Fields, d.ExcludeUnits)
+	}
 	out, err := yaml.Marshal(DefaultConfig())
 	if err != nil || !strings.Contains(string(out), "enabled: auto") || !strings.Contains(string(out), "max_field_bytes: 64KiB") {
 		t.Errorf("marshal defaults: %v\n%s", err, out)
