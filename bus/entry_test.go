@@ -105,6 +105,23 @@ func TestEntryJSONSchema(t *testing.T) {
 	}
 }
 
+func TestEntryTimeFormat(t *testing.T) {
+	for _, ts := range []time.Time{
+		time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		time.Date(2026, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(1999, 7, 9, 0, 0, 0, 100, time.FixedZone("X", -5*3600)),
+		time.Date(1, 1, 1, 0, 0, 0, 120000000, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 1, time.UTC),
+		time.Unix(0, 1<<62),
+	} {
+		e := bus.Entry{Time: ts, Level: bus.LevelInfo}
+		want := `{"time":"` + ts.UTC().Format(time.RFC3339Nano) + `",`
+		if got := string(e.AppendJSON(nil)); !strings.HasPrefix(got, want) {
+			t.Errorf("%v: got %s, want prefix %s", ts, got, want)
+		}
+	}
+}
+
 func TestEntryUnmarshalErrors(t *testing.T) {
 	for _, in := range []string{
 		`{}`, `{"level":"verbose"}`, `{"severity":9}`, `{"level":"err","severity":4}`,

@@ -44,6 +44,9 @@ type daemon struct {
 	// onShutdown runs when delivery stops, before the HTTP server's
 	// Shutdown (which does not close hijacked connections).
 	onShutdown []func(ctx context.Context)
+	// closers release what a built component holds (listeners) when a
+	// later one fails to build and the daemon never runs.
+	closers []func()
 
 	ready atomic.Bool
 }
@@ -64,11 +67,17 @@ func newDaemon(ctx context.Context, cfg Config, logOut io.Writer) (_ *daemon, er
 	d := &daemon{cfg: cfg, log: newLogger(cfg.Log, logOut), reg: prometheus.NewRegistry(), mux: http.NewServeMux()}
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {
-		if err != nil && d.bus != nil {
-			d.bus.Close()
+		if err == nil {
+			return
 		}
-		if err != nil && d.httpLn != nil {
+		for _, c := range d.closers {
+			c()
+		}
+		if d.httpLn != nil {
 			d.httpLn.Close()
+		}
+		if d.bus != nil {
+			d.bus.Close()
 		}
 	}()
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {

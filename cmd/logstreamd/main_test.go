@@ -236,12 +236,15 @@ func TestDaemonStartupErrors(t *testing.T) {
 	defer busy.Close()
 	notDir := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(notDir, nil, 0o600)
+	// Sources off: these starts must not touch the default syslog port.
+	const quiet = "syslog: {enabled: false}\njournald: {enabled: false}\n"
 	tests := []struct {
 		name, cfg, want string
 	}{
-		{"http port in use", fmt.Sprintf("http: {listen: %q}\ngrpc: {listen: \"\"}\nbus: {embedded: {listen: \"\"}}\n", busy.Addr().String()), "http.listen"},
-		{"nats port in use", fmt.Sprintf("http: {listen: \"\"}\ngrpc: {listen: \"\"}\nbus: {embedded: {listen: %q}}\n", busy.Addr().String()), "nats-server"},
-		{"state dir unusable", fmt.Sprintf("state_dir: %q\nhttp: {listen: \"\"}\ngrpc: {listen: \"\"}\nbus: {embedded: {listen: \"\"}}\n", filepath.Join(notDir, "state")), "state_dir"},
+		{"http port in use", fmt.Sprintf(quiet+"http: {listen: %q}\ngrpc: {listen: \"\"}\nbus: {embedded: {listen: \"\"}}\n", busy.Addr().String()), "http.listen"},
+		{"nats port in use", fmt.Sprintf(quiet+"http: {listen: \"\"}\ngrpc: {listen: \"\"}\nbus: {embedded: {listen: %q}}\n", busy.Addr().String()), "nats-server"},
+		{"state dir unusable", fmt.Sprintf(quiet+"state_dir: %q\nhttp: {listen: \"\"}\ngrpc: {listen: \"\"}\nbus: {embedded: {listen: \"\"}}\n", filepath.Join(notDir, "state")), "state_dir"},
+		{"grpc port in use after others bound", fmt.Sprintf(quiet+"http: {listen: \"127.0.0.1:0\"}\ngrpc: {listen: %q}\nbus: {embedded: {listen: \"\"}}\n", busy.Addr().String()), "grpc"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,6 +14,7 @@ func (d *daemon) addSyslog() error {
 	if err != nil {
 		return err
 	}
+	d.closers = append(d.closers, s.Close)
 	pub := d.bus.Publisher()
 	d.sources = append(d.sources, runner{name: "syslog", run: func(ctx context.Context) error { return s.Run(ctx, pub) }})
 	return nil
