@@ -1,0 +1,364 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/logstream/logstream/bus"
+	"github.com/logstream/logstream/ingest/journald"
+	"github.com/logstream/logstream/ingest/journald/journaldtest"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func init() {
+	benchmarks["journald"] = command{"journald source: entries/s from a journal vs journalctl -o export (core NATS) and vs a bare JetStream publisher", runBenchJournald}
+}
+
+// journaldBenchCase is one measured case of logstream bench journald.
+type journaldBenchCase struct {
+	Name       string  `json:"name"`
+	Entries    int     `json:"entries"`
+	Seconds    float64 `json:"seconds"`
+	Rate       float64 `json:"rate"`         // entries a second
+	CPUPerUsec float64 `json:"cpu_us_entry"` // CPU time (this process and its children) an entry, µs
+}
+
+var benchJournaldServices = []string{"nginx", "sshd", "cron", "postgres", "dockerd", "kubelet", "app-api", "app-worker",
+	"systemd-logind", "NetworkManager", "chronyd", "rsyslogd", "containerd", "haproxy", "redis", "grafana",
+	"prometheus", "node_exporter", "sudo", "kernel"}
+
+// runBenchJournald writes a journal into a private systemd-journald (or
+// takes -dir), stops it, and measures on the same files: journalctl -o
+// export to /dev/null; the source publishing to core NATS and to
+// JetStream (embedded server); nats.go's JetStream async publisher sending
+// the same messages from memory.
+func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("logstream bench journald", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	entries := fs.Int("entries", 200000, "entries to write into a private journald (root needed)")
+	dir := fs.String("dir", "", "read this journal directory instead of writing one (every entry in it is read)")
+	rounds := fs.Int("rounds", 1, "times to run every case")
+	jsonOut := fs.Bool("json", false, "print the results as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if _, err := exec.LookPath("journalctl"); err != nil {
+		return errors.New("journalctl not found: install the Debian package systemd")
+	}
+	match := ""
+	n := 0
+	if *dir == "" {
+		jd, err := benchJournaldWrite(ctx, *entries, stderr)
+		if err != nil {
+			return err
+		}
+		defer jd.Close()
+		*dir, match, n = jd.Dir, "TEST_ID=bench", *entries
+	} else {
+		var err error
+		if n, err = countJournal(ctx, *dir); err != nil {
+			return fmt.Errorf("count the entries in %s: %w", *dir, err)
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("no entries in %s", *dir)
+	}
+	var results []journaldBenchCase
+	var msgs []*nats.Msg
+	for range *rounds {
+		for _, c := range []string{"journalctl-export", "source-core", "source-jetstream", "bare-jetstream"} {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var d, cpu time.Duration
+			var err error
+			switch c {
+			case "journalctl-export":
+				d, cpu, err = benchJournalctl(ctx, *dir, match)
+			case "source-core", "source-jetstream":
+				d, cpu, err = benchJournaldSource(ctx, *dir, match, n, c == "source-jetstream")
+			case "bare-jetstream":
+				if msgs == nil {
+					if msgs, err = benchJournaldCapture(ctx, *dir, match, n); err != nil {
+						return err
+					}
+				}
+				d, cpu, err = benchJournaldBare(ctx, msgs)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", c, err)
+			}
+			results = append(results, journaldBenchCase{Name: c, Entries: n, Seconds: d.Seconds(),
+				Rate: float64(n) / d.Seconds(), CPUPerUsec: float64(cpu.Microseconds()) / float64(n)})
+			fmt.Fprintf(stderr, "%-18s %10.0f entries/s  %5.1f µs CPU/entry\n", c, float64(n)/d.Seconds(), float64(cpu.Microseconds())/float64(n))
+		}
+	}
+	if *jsonOut {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(results)
+	}
+	best := map[string]float64{}
+	for _, r := range results {
+		best[r.Name] = max(best[r.Name], r.Rate)
+	}
+	fmt.Fprintf(stdout, "journal: %s, %d entries, %d round(s); best of each:\n", *dir, n, *rounds)
+	for _, c := range []string{"journalctl-export", "source-core", "source-jetstream", "bare-jetstream"} {
+		fmt.Fprintf(stdout, "  %-18s %10.0f entries/s\n", c, best[c])
+	}
+	fmt.Fprintf(stdout, "source-core / journalctl-export   = %.2f (target >= 1.0)\n", best["source-core"]/best["journalctl-export"])
+	fmt.Fprintf(stdout, "source-jetstream / bare-jetstream = %.2f (target >= 0.9)\n", best["source-jetstream"]/best["bare-jetstream"])
+	return nil
+}
+
+func benchJournaldWrite(ctx context.Context, n int, stderr io.Writer) (*journaldtest.Journald, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("writing the benchmark journal needs root (a private systemd-journald); or give -dir")
+	}
+	bin := ""
+	for _, p := range []string{"/lib/systemd/systemd-journald", "/usr/lib/systemd/systemd-journald"} {
+		if _, err := os.Stat(p); err == nil {
+			bin = p
+		}
+	}
+	if bin == "" {
+		return nil, errors.New("systemd-journald not found: install the Debian package systemd")
+	}
+	jd, err := journaldtest.New(bin, journaldtest.Options{SystemMaxFileSize: "64M"})
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	for i := range n {
+		svc := benchJournaldServices[i%len(benchJournaldServices)]
+		err := jd.Send(
+			fmt.Sprintf("MESSAGE=%s: request %d handled in %dms status=200 path=/api/v1/items/%d user=u%d", svc, i, i%997, i*7, i%1000),
+			"PRIORITY="+strconv.Itoa(3+i%5), "SYSLOG_IDENTIFIER="+svc, "SYSLOG_FACILITY=3",
+			"CODE_FILE=src/"+svc+"/handler.go", "CODE_LINE="+strconv.Itoa(100+i%50), "CODE_FUNC=handle",
+			"TEST_ID=bench", "SEQ="+strconv.Itoa(i))
+		if err != nil {
+			jd.Close()
+			return nil, err
+		}
+	}
+	// Wait until journald has written the last one, then stop it: every
+	// case reads the same, still files.
+	want := "SEQ=" + strconv.Itoa(n-1) + "\n"
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		out, _ := exec.CommandContext(ctx, "journalctl", "-D", jd.Dir, "-n", "1", "-o", "export", "TEST_ID=bench").Output()
+		if strings.Contains(string(out), want) {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			jd.Close()
+			return nil, fmt.Errorf("journald did not store %d entries in 5 minutes", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	jd.Stop()
+	fmt.Fprintf(stderr, "journal: %d entries written in %v into %s\n", n, time.Since(start).Round(time.Millisecond), jd.Dir)
+	return jd, nil
+}
+
+// countJournal counts the entries in dir: journalctl -o json writes one
+// line an entry.
+func countJournal(ctx context.Context, dir string) (int, error) {
+	cmd := exec.CommandContext(ctx, "journalctl", "-D", dir, "-q", "-o", "json", "--output-fields=_BOOT_ID")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, err
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	n := 0
+	buf := make([]byte, 1<<16)
+	for {
+		k, err := out.Read(buf)
+		n += bytes.Count(buf[:k], []byte{'\n'})
+		if err != nil {
+			break
+		}
+	}
+	return n, cmd.Wait()
+}
+
+// journaldCPUNow is the CPU time of this process and its waited-for children.
+func journaldCPUNow() time.Duration {
+	var self, children syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children)
+	return time.Duration(self.Utime.Nano() + self.Stime.Nano() + children.Utime.Nano() + children.Stime.Nano())
+}
+
+func benchJournalctl(ctx context.Context, dir, match string) (time.Duration, time.Duration, error) {
+	args := []string{"-D", dir, "-o", "export"}
+	if match != "" {
+		args = append(args, match)
+	}
+	cmd := exec.CommandContext(ctx, "journalctl", args...)
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer devnull.Close()
+	cmd.Stdout = devnull
+	c0, t0 := journaldCPUNow(), time.Now()
+	err = cmd.Run()
+	return time.Since(t0), journaldCPUNow() - c0, err
+}
+
+// journaldCountingSink passes entries on and closes done after n.
+type journaldCountingSink struct {
+	journald.Sink
+	n, target int64
+	done      chan struct{}
+}
+
+func (c *journaldCountingSink) Publish(ctx context.Context, e bus.Entry) error {
+	if err := c.Sink.Publish(ctx, e); err != nil {
+		return err
+	}
+	if atomic.AddInt64(&c.n, 1) == c.target {
+		close(c.done)
+	}
+	return nil
+}
+
+// runJournaldSource reads the journal from its head into sink until n
+// entries were published and sink.Flush returned.
+func runJournaldSource(ctx context.Context, dir, match string, n int, sink journald.Sink) (time.Duration, time.Duration, error) {
+	state, err := os.MkdirTemp("", "logstream-bench-journald-")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer os.RemoveAll(state)
+	cfg := journald.DefaultConfig()
+	cfg.Enabled, cfg.Path, cfg.Start, cfg.ExcludeUnits = journald.On, dir, "head", []string{}
+	if match != "" {
+		cfg.Matches.Fields = []string{match}
+	}
+	src, err := journald.New(cfg, state, nil, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	cs := &journaldCountingSink{Sink: sink, target: int64(n), done: make(chan struct{})}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	c0, t0 := journaldCPUNow(), time.Now()
+	go func() { errc <- src.Run(rctx, cs) }()
+	select {
+	case <-cs.done:
+	case err := <-errc:
+		return 0, 0, fmt.Errorf("the source stopped after %d of %d entries: %v", atomic.LoadInt64(&cs.n), n, err)
+	case <-ctx.Done():
+		return 0, 0, ctx.Err()
+	}
+	if err := sink.Flush(ctx); err != nil {
+		return 0, 0, err
+	}
+	d, cpu := time.Since(t0), journaldCPUNow()-c0
+	cancel()
+	return d, cpu, <-errc
+}
+
+func openJournaldBenchBus(ctx context.Context, jetStream bool, listen string) (*bus.Bus, func(), error) {
+	state, err := os.MkdirTemp("", "logstream-bench-journald-bus-")
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := bus.Config{JetStream: &jetStream}
+	cfg.Embedded.Listen = listen
+	cfg.Stream.MaxBytes = 4 << 30
+	b, err := bus.Open(ctx, cfg, state, nil, nil)
+	if err != nil {
+		os.RemoveAll(state)
+		return nil, nil, err
+	}
+	return b, func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = b.Publisher().Close(cctx)
+		b.Close()
+		os.RemoveAll(state)
+	}, nil
+}
+
+func benchJournaldSource(ctx context.Context, dir, match string, n int, jetStream bool) (time.Duration, time.Duration, error) {
+	b, closeBus, err := openJournaldBenchBus(ctx, jetStream, "")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer closeBus()
+	return runJournaldSource(ctx, dir, match, n, b.Publisher())
+}
+
+// journaldCaptureSink keeps the messages the bus would send for each entry.
+type journaldCaptureSink struct{ msgs []*nats.Msg }
+
+func (c *journaldCaptureSink) Publish(_ context.Context, e bus.Entry) error {
+	c.msgs = append(c.msgs, &nats.Msg{
+		Subject: bus.EntrySubject(bus.DefaultPrefix, &e),
+		Header:  nats.Header{nats.MsgIdHdr: []string{e.ID}},
+		Data:    e.AppendJSON(nil),
+	})
+	return nil
+}
+func (*journaldCaptureSink) Flush(context.Context) error { return nil }
+
+func benchJournaldCapture(ctx context.Context, dir, match string, n int) ([]*nats.Msg, error) {
+	c := &journaldCaptureSink{}
+	if _, _, err := runJournaldSource(ctx, dir, match, n, c); err != nil {
+		return nil, err
+	}
+	return c.msgs, nil
+}
+
+// benchJournaldBare publishes msgs with nats.go's JetStream async
+// publisher (8192 pending, the bus publisher's default window) over TCP
+// to a fresh embedded server and waits for every acknowledgement.
+func benchJournaldBare(ctx context.Context, msgs []*nats.Msg) (time.Duration, time.Duration, error) {
+	b, closeBus, err := openJournaldBenchBus(ctx, true, "127.0.0.1:-1")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer closeBus()
+	nc, err := nats.Connect(b.ClientURL())
+	if err != nil {
+		return 0, 0, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
+	if err != nil {
+		return 0, 0, err
+	}
+	c0, t0 := journaldCPUNow(), time.Now()
+	for _, m := range msgs {
+		if _, err := js.PublishMsgAsync(&nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}); err != nil {
+			return 0, 0, err
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return 0, 0, ctx.Err()
+	case <-time.After(5 * time.Minute):
+		return 0, 0, errors.New("acknowledgements missing after 5 minutes")
+	}
+	return time.Since(t0), journaldCPUNow() - c0, nil
+}
