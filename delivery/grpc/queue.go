@@ -74,6 +74,13 @@ func (q *streamQueue) push(ev bus.Event, live bool) int {
 	return dropped
 }
 
+// fits reports whether ev can be pushed without dropping.
+func (q *streamQueue) fits(ev *bus.Event) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.entries == 0 || q.entries < q.maxLen && q.bytes+eventSize(ev) <= q.maxBytes
+}
+
 // full reports whether the queue is at its bounds.
 func (q *streamQueue) full() bool {
 	q.mu.Lock()

@@ -227,7 +227,7 @@ func (s *Server) serve(ctx context.Context, api string, q Request, out sink) err
 	}()
 	defer close(st.quit)
 	err = st.read(ctx, sctx)
-	log.Debug("stream closed", "sent", st.sent.Load(), "duration", time.Since(started), "status", status.Code(err))
+	log.Debug("stream closed", "sent", st.sent.Load(), "last_seq", st.lastSeq.Load(), "duration", time.Since(started), "status", status.Code(err))
 	return err
 }
 
@@ -298,16 +298,21 @@ func (st *streamState) enqueue(ev *bus.Event) error {
 	m := st.s.metrics
 	switch ev.Kind {
 	case bus.EventEntry:
+		if st.disconnect && st.live && !st.q.fits(ev) {
+			// End the stream rather than drop: what is queued is sent
+			// first, so the client resumes after it with no gap.
+			return st.tooSlow()
+		}
 		if n := st.q.push(*ev, st.live); n > 0 {
 			m.dropped.WithLabelValues(bus.ReasonSlow).Add(float64(n))
-			if st.disconnect {
-				return st.tooSlow(uint64(n))
-			}
 		}
 	case bus.EventDropped:
 		m.dropped.WithLabelValues(ev.Reason).Add(float64(ev.Dropped))
 		if st.disconnect && ev.Reason == bus.ReasonSlow {
-			return st.tooSlow(ev.Dropped)
+			// The subscription's own buffer overflowed: entries after
+			// those queued are gone from it; the client reads them from
+			// history when it resumes after what it was sent.
+			return st.tooSlow()
 		}
 		st.q.push(*ev, st.live)
 	case bus.EventCaughtUp:
@@ -317,12 +322,11 @@ func (st *streamState) enqueue(ev *bus.Event) error {
 	return nil
 }
 
-func (st *streamState) tooSlow(dropped uint64) error {
+func (st *streamState) tooSlow() error {
 	st.s.metrics.disconnects.WithLabelValues("slow").Inc()
-	last := st.lastSeq.Load()
-	st.log.Info("slow stream disconnected", "dropped", dropped, "last_seq", last)
+	st.log.Info("slow stream disconnected", "queue_entries", st.s.cfg.QueueEntries)
 	return status.Errorf(codes.ResourceExhausted,
-		"the client did not keep up: its queue of %d entries overflowed; reconnect with after_seq %d to read what it missed from history", st.s.cfg.QueueEntries, last)
+		"the client did not keep up: its queue of %d entries is full; reconnect with after_seq set to the last seq received to read the rest from history", st.s.cfg.QueueEntries)
 }
 
 // drain, once the server stops, moves what the subscription holds to
