@@ -13,7 +13,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -465,5 +467,67 @@ func TestMaxStreams(t *testing.T) {
 	}
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("third stream: %v, want RESOURCE_EXHAUSTED", err)
+	}
+}
+
+// TestHealthFollowsBus: the health service says NOT_SERVING while the
+// bus has lost its NATS server, and SERVING again once it is back.
+func TestHealthFollowsBus(t *testing.T) {
+	ns := bustest.StartProcess(t)
+	e := startEnv(t, envOpt{bus: []func(*bus.Config){func(c *bus.Config) { c.URLs = []string{ns.URL()} }}})
+	hc := healthpb.NewHealthClient(e.client())
+	want := func(st healthpb.HealthCheckResponse_ServingStatus) {
+		t.Helper()
+		bustest.WaitFor(t, 20*time.Second, "health "+st.String(), func() bool {
+			r, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{Service: lsgrpc.ServiceV1})
+			return err == nil && r.GetStatus() == st
+		})
+	}
+	want(healthpb.HealthCheckResponse_SERVING)
+	ns.Kill()
+	want(healthpb.HealthCheckResponse_NOT_SERVING)
+	ns.Start()
+	want(healthpb.HealthCheckResponse_SERVING)
+}
+
+// TestLegacyDropNotice: a legacy client, which has no control messages,
+// is told of dropped entries by an entry from logstream itself.
+func TestLegacyDropNotice(t *testing.T) {
+	e := startEnv(t, envOpt{cfg: func(c *lsgrpc.Config) { c.QueueEntries = 50 }})
+	st, err := legacypb.NewLogServiceClient(e.client(smallWindow...)).StreamLogs(t.Context(), &legacypb.LogRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStreams(t, e.srv, 1, 10*time.Second)
+	pad := strings.Repeat("p", 2000)
+	for i := range 2000 {
+		en := entry(i)
+		en.Message += " " + pad
+		if err := e.bus.Publisher().Publish(t.Context(), en); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.bus.Publisher().Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`^logstream: (\d+) entries dropped: the client did not keep up$`)
+	var got, dropped int
+	for got+dropped < 2000 {
+		m, err := st.Recv()
+		if err != nil {
+			t.Fatalf("after %d entries and %d dropped: %v", got, dropped, err)
+		}
+		if s := re.FindStringSubmatch(m.GetMessage()); s != nil {
+			if m.GetLevel() != "warning" {
+				t.Errorf("notice level %q", m.GetLevel())
+			}
+			n, _ := strconv.Atoi(s[1])
+			dropped += n
+			continue
+		}
+		got++
+	}
+	if dropped == 0 || got+dropped != 2000 {
+		t.Fatalf("%d entries and %d dropped, want 2000 in all with some dropped", got, dropped)
 	}
 }
