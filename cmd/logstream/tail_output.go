@@ -28,8 +28,8 @@ type tailPrinter struct {
 }
 
 const (
-	tailMinHostW = 8
-	tailMinSvcW  = 12
+	tailMinHostW = 12
+	tailMinSvcW  = 20
 	tailMaxColW  = 32
 )
 
