@@ -186,3 +186,44 @@ func BenchmarkFanout(b *testing.B) {
 	cancel()
 	wg.Wait()
 }
+
+// BenchmarkReplay: one subscription reads history from the stream.
+func BenchmarkReplay(b *testing.B) {
+	bb := bustest.Open(b)
+	p := bb.Publisher()
+	ctx := context.Background()
+	const stored = 50000
+	for i := range stored {
+		if err := p.Publish(ctx, benchEntry(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := p.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	total := 0
+	for b.Loop() {
+		s, err := bb.Subscribe(ctx, bus.Filter{}, bus.StartAfterSeq(0), bus.SubscribeOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf := make([]bus.Event, 0, 256)
+		n := 0
+		for n < stored {
+			evs, err := s.NextBatch(ctx, buf[:0], 256)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, ev := range evs {
+				if ev.Kind == bus.EventEntry {
+					n++
+				}
+			}
+		}
+		s.Close()
+		total += n
+	}
+	b.ReportMetric(float64(total)/time.Since(start).Seconds(), "entries/s")
+}

@@ -169,3 +169,65 @@ func TestResumeGone(t *testing.T) {
 		t.Fatalf("after %d gone, next is %+v (%v)", ev.Dropped, next, err)
 	}
 }
+
+// TestStartLast: the last N entries for dense, sparse and too-few matches.
+func TestStartLast(t *testing.T) {
+	b := bustest.Open(t)
+	p := b.Publisher()
+	publishN(t, p, 0, 3000)
+	if err := p.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// The stream's order (services interleave freely across connections).
+	all, err := b.Subscribe(t.Context(), bus.Filter{}, bus.StartAfterSeq(0), bus.SubscribeOptions{MaxEntries: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored []bus.Entry
+	for _, ev := range collect(t, all, 3000, 10*time.Second) {
+		e, _ := ev.Entry()
+		stored = append(stored, e)
+	}
+	all.Close()
+	tests := []struct {
+		name string
+		f    bus.Filter
+		n    int
+	}{
+		{"dense", bus.Filter{}, 200},
+		{"sparse", bus.Filter{Services: []string{"svc2"}, Levels: bus.LevelsUpTo(bus.LevelEmerg)}, 20},
+		{"fewer than n", bus.Filter{Services: []string{"svc1"}, Levels: bus.LevelsUpTo(bus.LevelEmerg)}, 5000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var want []string
+			for _, e := range stored {
+				if tt.f.Match(&e) {
+					want = append(want, e.Message)
+				}
+			}
+			if len(want) > tt.n {
+				want = want[len(want)-tt.n:]
+			}
+			s, err := b.Subscribe(t.Context(), tt.f, bus.StartAtLast(tt.n), bus.SubscribeOptions{MaxEntries: 10000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			got := map[string]bool{}
+			for _, ev := range collect(t, s, len(want), 10*time.Second) {
+				e, _ := ev.Entry()
+				got[e.Message] = true
+			}
+			for _, m := range want {
+				if !got[m] {
+					t.Fatalf("missing %q among the last %d", m, tt.n)
+				}
+			}
+			ev, err := s.Next(t.Context())
+			if err != nil || ev.Kind != bus.EventCaughtUp {
+				t.Fatalf("after the last %d: %+v %v, want caught up", len(want), ev, err)
+			}
+		})
+	}
+}

@@ -262,7 +262,7 @@ func (s *Subscription) prepareReplay(ctx context.Context, h *hub, start Start) (
 }
 
 // lastNStart finds the sequence from which n matching entries remain,
-// by binary search on the pending count of probe consumers.
+// probing the pending count of short-lived consumers.
 func (s *Subscription) lastNStart(ctx context.Context, st jetstream.StreamState, n int) (uint64, error) {
 	if st.Msgs == 0 {
 		return st.LastSeq + 1, nil
@@ -280,29 +280,45 @@ func (s *Subscription) lastNStart(ctx context.Context, st jetstream.StreamState,
 		_ = s.b.stream.DeleteConsumer(context.WithoutCancel(ctx), ci.Name)
 		return ci.NumPending, nil
 	}
-	lo, hi := st.FirstSeq, st.LastSeq
-	total, err := count(lo)
-	if err != nil {
-		return 0, err
-	}
-	if total <= uint64(n) {
-		return lo, nil
-	}
-	// Invariant: count(lo) > n, and the answer is the largest seq with
-	// count(seq) >= n, which lies in (lo, hi].
-	for lo < hi {
-		mid := lo + (hi-lo+1)/2
-		c, err := count(mid)
+	// Search backwards from the end in growing steps (one probe when the
+	// filter matches nearly everything), then bisect the last step.
+	first, last := st.FirstSeq, st.LastSeq
+	hi := last // count(hi+1) < n holds for hi = last
+	step := uint64(n)
+	for {
+		lo := first
+		if last+1-first > step {
+			lo = last + 1 - step
+		}
+		c, err := count(lo)
 		if err != nil {
 			return 0, err
 		}
-		if c >= uint64(n) {
-			lo = mid
-		} else {
-			hi = mid - 1
+		if c == uint64(n) {
+			return lo, nil
 		}
+		if c > uint64(n) {
+			// The answer lies in (lo, hi]: the largest seq with count >= n.
+			for lo < hi {
+				mid := lo + (hi-lo+1)/2
+				c, err := count(mid)
+				if err != nil {
+					return 0, err
+				}
+				if c >= uint64(n) {
+					lo = mid
+				} else {
+					hi = mid - 1
+				}
+			}
+			return lo, nil
+		}
+		if lo == first {
+			return first, nil // fewer than n match: everything
+		}
+		hi = lo - 1
+		step *= 4
 	}
-	return lo, nil
 }
 
 // replay reads history from the plan's consumer at the subscriber's pace
@@ -349,8 +365,15 @@ func (s *Subscription) replay(ctx context.Context, h *hub, r *replayPlan) {
 			}
 		}
 		lastSeq = seq
-		if meta.NumPending == 0 && h.join(s, lastSeq, true) {
-			return
+		if meta.NumPending == 0 {
+			if h.join(s, lastSeq, true) {
+				return
+			}
+			// The hub's ring starts after lastSeq; ask how far nothing
+			// matching is pending, which usually reaches into the ring.
+			if last, ok := s.idleLast(ctx, r.cons); ok && h.join(s, max(lastSeq, last), true) {
+				return
+			}
 		}
 	}
 }

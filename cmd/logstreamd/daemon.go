@@ -65,7 +65,7 @@ func newLogger(c LogConfig, w io.Writer) *slog.Logger {
 // state directory, bad certificate) stop the start with one clear line.
 func newDaemon(ctx context.Context, cfg Config, logOut io.Writer) (_ *daemon, err error) {
 	d := &daemon{cfg: cfg, log: newLogger(cfg.Log, logOut), reg: prometheus.NewRegistry(), mux: http.NewServeMux()}
-	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.reg.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsGC)), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {
 		if err == nil {
 			return
