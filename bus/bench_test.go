@@ -90,12 +90,26 @@ func benchPublish(b *testing.B, mods ...func(*bus.Config)) {
 
 func BenchmarkPublishJetStream(b *testing.B) { benchPublish(b) }
 
+func BenchmarkPublishJetStream1(b *testing.B) {
+	benchPublish(b, func(c *bus.Config) { c.Publish.Connections = 1 })
+}
+
+func BenchmarkPublishJetStreamIDs(b *testing.B) {
+	benchPublish(b, func(c *bus.Config) { c.Publish.GenerateIDs = true })
+}
+
 func BenchmarkPublishCore(b *testing.B) { benchPublish(b, bustest.CoreMode) }
 
 // BenchmarkBareJetStreamAsync is the baseline: nats.go's own async
 // JetStream publisher, one connection, the same encoded entries, no
 // logstream code in the path.
-func BenchmarkBareJetStreamAsync(b *testing.B) {
+func BenchmarkBareJetStreamAsync(b *testing.B) { benchBare(b, false) }
+
+// BenchmarkBareJetStreamAsyncIDs is the baseline with a Nats-Msg-Id on
+// every entry, as journald entries have.
+func BenchmarkBareJetStreamAsyncIDs(b *testing.B) { benchBare(b, true) }
+
+func benchBare(b *testing.B, ids bool) {
 	bb := bustest.Open(b)
 	nc, err := nats.Connect(bb.ClientURL())
 	if err != nil {
@@ -121,7 +135,11 @@ func BenchmarkBareJetStreamAsync(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		m := msgs[i%len(msgs)]
-		if _, err := js.PublishAsync(m.subj, m.data); err != nil {
+		var opts []jetstream.PublishOpt
+		if ids {
+			opts = append(opts, jetstream.WithMsgID("id-"+strconv.Itoa(i)))
+		}
+		if _, err := js.PublishAsync(m.subj, m.data, opts...); err != nil {
 			b.Fatal(err)
 		}
 		i++

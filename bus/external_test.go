@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -229,5 +230,40 @@ func TestStartLast(t *testing.T) {
 				t.Fatalf("after the last %d: %+v %v, want caught up", len(want), ev, err)
 			}
 		})
+	}
+}
+
+// TestStartNewAfterFlush: a live subscription made after Flush gets none
+// of the entries stored before it, and its caught-up notice carries the
+// sequence to resume after.
+func TestStartNewAfterFlush(t *testing.T) {
+	b := bustest.Open(t)
+	p := b.Publisher()
+	// Start the hub, then store entries it may not have seen yet.
+	first, err := b.Subscribe(t.Context(), bus.Filter{}, bus.StartAtNew(), bus.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+	for round := range 20 {
+		publishN(t, p, round*100, 100)
+		if err := p.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		s, err := b.Subscribe(t.Context(), bus.Filter{}, bus.StartAtNew(), bus.SubscribeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := s.Next(t.Context())
+		stored := uint64((round+1)*100 + round) // 100 a round, plus one live entry a round
+		if err != nil || ev.Kind != bus.EventCaughtUp || ev.Seq != stored {
+			t.Fatalf("round %d: first event %+v %v, want caught up at %d", round, ev, err, stored)
+		}
+		publishN(t, p, 100000+round, 1)
+		got := collect(t, s, 1, 5*time.Second)
+		if e, _ := got[0].Entry(); e.Message != "message "+strconv.Itoa(100000+round) {
+			t.Fatalf("round %d: got %q, an entry from before the subscription", round, e.Message)
+		}
+		s.Close()
 	}
 }

@@ -182,17 +182,20 @@ func (h *hub) join(s *Subscription, lastSeq uint64, caughtUp bool) bool {
 	}
 	s.skipTo = lastSeq
 	if caughtUp {
-		s.push(Event{Kind: EventCaughtUp}, false)
+		s.push(Event{Kind: EventCaughtUp, Seq: max(lastSeq, h.lastSeq)}, false)
 	}
 	h.subs = append(h.subs, s)
 	return true
 }
 
-// joinNew makes s live from the next entry on.
-func (h *hub) joinNew(s *Subscription) {
+// joinNew makes s live from the entry after streamLast (the stream's last
+// sequence when the subscription was made; 0 when unknown) or after the
+// last one the hub has seen, whichever is later, and tells it so.
+func (h *hub) joinNew(s *Subscription, streamLast uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	s.skipTo = h.lastSeq
+	s.skipTo = max(h.lastSeq, streamLast)
+	s.push(Event{Kind: EventCaughtUp, Seq: s.skipTo}, false)
 	h.subs = append(h.subs, s)
 }
 

@@ -68,6 +68,8 @@ const (
 	// the stream).
 	EventDropped
 	// EventCaughtUp says the history is delivered; live entries follow.
+	// Its Seq is the stream sequence up to which the subscription has
+	// seen everything it selects: resuming after it misses nothing.
 	EventCaughtUp
 )
 
@@ -167,10 +169,20 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, start Start, opts Subscri
 	}
 	b.metrics.subscribers.Inc()
 	if start.Kind == StartNew {
+		// The hub may lag behind the stream: entries stored before this
+		// call are not "new".
+		var streamLast uint64
+		if b.stream != nil {
+			info, err := b.stream.Info(ctx)
+			if err != nil {
+				b.metrics.subscribers.Dec()
+				return nil, fmt.Errorf("bus: stream info: %w", err)
+			}
+			streamLast = info.State.LastSeq
+		}
 		close(s.replayed)
 		s.stop = func() {}
-		s.push(Event{Kind: EventCaughtUp}, false)
-		h.joinNew(s)
+		h.joinNew(s, streamLast)
 		return s, nil
 	}
 	rctx, cancel := context.WithCancel(context.Background())
@@ -349,7 +361,7 @@ func (s *Subscription) replay(ctx context.Context, h *hub, r *replayPlan) {
 			}
 			// A timeout while idle: refresh what is known to be past and try
 			// to hand over.
-			if last, ok := s.idleLast(ctx, r.cons); ok && h.join(s, max(lastSeq, last), true) {
+			if last, ok := s.idleLast(ctx, r.cons, lastSeq); ok && h.join(s, max(lastSeq, last), true) {
 				return
 			}
 			continue
@@ -371,16 +383,19 @@ func (s *Subscription) replay(ctx context.Context, h *hub, r *replayPlan) {
 			}
 			// The hub's ring starts after lastSeq; ask how far nothing
 			// matching is pending, which usually reaches into the ring.
-			if last, ok := s.idleLast(ctx, r.cons); ok && h.join(s, max(lastSeq, last), true) {
+			if last, ok := s.idleLast(ctx, r.cons, lastSeq); ok && h.join(s, max(lastSeq, last), true) {
 				return
 			}
 		}
 	}
 }
 
-// idleLast returns a sequence up to which no matching entry is pending,
-// asked of the stream and the consumer.
-func (s *Subscription) idleLast(ctx context.Context, cons jetstream.Consumer) (uint64, bool) {
+// idleLast returns a sequence up to which no matching entry remains to
+// be processed, asked of the stream and the consumer: none is pending on
+// the server, and every one the server delivered (it may still be on its
+// way, or buffered in the iterator) is processed — lastSeq is the last
+// processed.
+func (s *Subscription) idleLast(ctx context.Context, cons jetstream.Consumer, lastSeq uint64) (uint64, bool) {
 	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	si, err := s.b.stream.Info(ictx)
@@ -388,7 +403,7 @@ func (s *Subscription) idleLast(ctx context.Context, cons jetstream.Consumer) (u
 		return 0, false
 	}
 	ci, err := cons.Info(ictx)
-	if err != nil || ci.NumPending != 0 {
+	if err != nil || ci.NumPending != 0 || ci.Delivered.Stream > lastSeq {
 		return 0, false
 	}
 	return si.State.LastSeq, true
