@@ -1,7 +1,6 @@
 package bus
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -257,10 +256,11 @@ type wireEntry struct {
 
 // UnmarshalJSON decodes the schema AppendJSON writes. level may be given
 // as keyword (level) or number (severity); when both are present they must
-// agree. Unknown keys are ignored so that the schema can grow.
+// agree. Unknown keys are ignored so that the schema can grow. Keys match
+// exactly (encoding/json would also take "HOST" for "host").
 func (e *Entry) UnmarshalJSON(data []byte) error {
 	var w wireEntry
-	if err := json.Unmarshal(data, &w); err != nil {
+	if err := decodeWire(data, &w); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadEntry, err)
 	}
 	var lvl Level

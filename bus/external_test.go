@@ -82,7 +82,7 @@ func TestExternalAuth(t *testing.T) {
 			func(c *bus.Config) { c.Token = "nope" }, "Authorization"},
 		{"mutual tls", []string{"--tls", "--tlscert", srvCert, "--tlskey", srvKey, "--tlsverify", "--tlscacert", ca},
 			func(c *bus.Config) { c.TLS = bus.TLS{CAFile: ca, CertFile: cliCert, KeyFile: cliKey} },
-			func(c *bus.Config) { c.TLS = bus.TLS{CAFile: ca} }, "certificate"},
+			func(c *bus.Config) { c.TLS = bus.TLS{CAFile: ca} }, "tls"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
