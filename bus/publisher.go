@@ -141,6 +141,26 @@ func (p *Publisher) laneFor(subject string) *lane {
 // ErrClosed after Close, and ErrTooLarge for an entry over the server's
 // maximum payload (the caller should truncate the message).
 func (p *Publisher) Publish(ctx context.Context, e Entry) error {
+	if !p.jetstream {
+		// nats.go copies the payload into its write buffer before Publish
+		// returns, so the encoding buffer can serve the next entry.
+		bp := corePool.Get().(*[]byte)
+		data := e.AppendJSON((*bp)[:0])
+		var err error
+		if len(data) > p.maxPayload {
+			p.b.metrics.tooLarge.Inc()
+			err = ErrTooLarge
+		} else {
+			subject := EntrySubject(p.prefix, &e)
+			err = p.publishCore(ctx, p.laneFor(subject), subject, data)
+		}
+		if cap(data) <= 64<<10 {
+			*bp = data
+			corePool.Put(bp)
+		}
+		return err
+	}
+	// The encoding is kept until the stream acknowledges it.
 	data := e.AppendJSON(make([]byte, 0, 200+len(e.Message)))
 	if len(data) > p.maxPayload {
 		p.b.metrics.tooLarge.Inc()
@@ -148,9 +168,6 @@ func (p *Publisher) Publish(ctx context.Context, e Entry) error {
 	}
 	subject := EntrySubject(p.prefix, &e)
 	l := p.laneFor(subject)
-	if !p.jetstream {
-		return p.publishCore(ctx, l, subject, data)
-	}
 	p.mu.Lock()
 	for p.next-p.low >= p.window && !p.closed {
 		p.waiters++
@@ -194,6 +211,8 @@ func (p *Publisher) Publish(ctx context.Context, e Entry) error {
 	}
 	return nil
 }
+
+var corePool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 func (p *Publisher) publishCore(ctx context.Context, l *lane, subject string, data []byte) error {
 	for attempt := 1; ; attempt++ {

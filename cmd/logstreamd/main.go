@@ -16,7 +16,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"go.yaml.in/yaml/v3"
@@ -26,12 +25,6 @@ import (
 var version = "dev"
 
 func main() {
-	// Entries are short-lived garbage and the daemon's memory is bounded
-	// by its queues: collect less often than Go's default (GOGC=100)
-	// unless the operator chose. Measured: ~15% more syslog throughput.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
