@@ -49,8 +49,11 @@ LS="$tmp/bin/logstream"
 freeport() {
 	local p
 	while :; do
-		p=$((RANDOM % 30000 + 20000))
-		if ! ss -Htuln "sport = :$p" | grep -q .; then echo "$p"; return; fi
+		# Below the kernel's ephemeral range (32768+), so that no client
+		# connection takes the port between this check and the bind; and
+		# no socket of any state on it now.
+		p=$((RANDOM % 12000 + 20000))
+		if ! ss -Htuan "sport = :$p" | grep -q .; then echo "$p"; return; fi
 	done
 }
 
