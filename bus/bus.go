@@ -302,6 +302,32 @@ func (b *Bus) ensureStream(ctx context.Context) (jetstream.Stream, error) {
 	}
 }
 
+// streamInfo asks for the stream's state, trying again while the
+// connection is away (a reconnect after an outage) until ctx ends, or for
+// 10s when ctx has no deadline.
+func (b *Bus) streamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		info, err := b.stream.Info(actx)
+		cancel()
+		if err == nil || errors.Is(err, jetstream.ErrStreamNotFound) {
+			return info, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-b.closed:
+			return nil, ErrClosed
+		case <-time.After(min(time.Duration(attempt)*50*time.Millisecond, 500*time.Millisecond)):
+		}
+	}
+}
+
 // Close stops the publisher without waiting for acknowledgements (call
 // Publisher().Close first to drain), ends every subscription, closes the
 // connections and shuts the embedded server down.

@@ -12,6 +12,7 @@ import (
 	"github.com/logstream/logstream/bus/bustest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 )
 
@@ -326,13 +327,16 @@ func TestSlowSubscriberDropsAndIsTold(t *testing.T) {
 
 func TestPublisherBlocksWhenNotAcknowledged(t *testing.T) {
 	srv := bustest.StartProcess(t)
-	cfg := func(c *bus.Config) {
-		c.URLs = []string{srv.URL()}
-		c.Publish.MaxInFlight = 64
-		c.Publish.Connections = 1
-		c.Publish.GenerateIDs = true
+	cfg := bus.Config{URLs: []string{srv.URL()}}
+	cfg.Publish.MaxInFlight = 64
+	cfg.Publish.Connections = 1
+	cfg.Publish.GenerateIDs = true
+	reg := prometheus.NewRegistry()
+	b, err := bus.Open(t.Context(), cfg, t.TempDir(), bustest.Logger(t), reg)
+	if err != nil {
+		t.Fatal(err)
 	}
-	b := bustest.Open(t, cfg)
+	defer b.Close()
 	p := b.Publisher()
 	publishN(t, p, 0, 10)
 	if err := p.Flush(t.Context()); err != nil {
@@ -344,7 +348,6 @@ func TestPublisherBlocksWhenNotAcknowledged(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
 	n := 0
-	var err error
 	for ; n < 1000; n++ {
 		if err = p.Publish(ctx, entry(10+n)); err != nil {
 			break
@@ -364,6 +367,25 @@ func TestPublisherBlocksWhenNotAcknowledged(t *testing.T) {
 	}
 	if got, dups := countDistinct(t, srv.URL()); got != 74 || dups != 0 {
 		t.Fatalf("stream holds %d distinct entries and %d duplicates, want 74 and 0", got, dups)
+	}
+	// The failures and the resends are counted, not silent.
+	failures, resends := 0.0, 0.0
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "logstream_bus_publish_failures_total":
+				failures += m.GetCounter().GetValue()
+			case "logstream_bus_publish_retries_total":
+				resends += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if failures < 64 || resends < 64 {
+		t.Fatalf("counted %v failures and %v resends for 64 entries sent during the outage", failures, resends)
 	}
 }
 

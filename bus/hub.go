@@ -78,7 +78,7 @@ func (h *hub) start() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	info, err := b.stream.Info(ctx)
+	info, err := b.streamInfo(ctx)
 	if err != nil {
 		return fmt.Errorf("bus: stream info: %w", err)
 	}
@@ -173,11 +173,22 @@ func (h *hub) join(s *Subscription, lastSeq uint64, caughtUp bool) bool {
 		if oldest > lastSeq+1 {
 			return false
 		}
+		// What the ring holds after lastSeq is still history to this
+		// subscription: hand it over only if it fits the buffer now, so
+		// that nothing is dropped at the seam; otherwise the caller keeps
+		// replaying at the subscriber's pace and tries again.
+		var pending []Event
 		for i := range h.rlen {
 			m := &h.ring[(h.rhead+i)%len(h.ring)]
 			if m.seq > lastSeq && s.m.MatchSubject(h.b.cfg.Prefix, m.subject) && s.matchMessage(m.data) {
-				s.push(Event{Kind: EventEntry, Seq: m.seq, Subject: m.subject, Data: m.data}, false)
+				pending = append(pending, Event{Kind: EventEntry, Seq: m.seq, Subject: m.subject, Data: m.data})
 			}
+		}
+		if !s.fits(pending) {
+			return false
+		}
+		for _, ev := range pending {
+			s.push(ev, false)
 		}
 	}
 	s.skipTo = lastSeq

@@ -173,7 +173,7 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, start Start, opts Subscri
 		// call are not "new".
 		var streamLast uint64
 		if b.stream != nil {
-			info, err := b.stream.Info(ctx)
+			info, err := b.streamInfo(ctx)
 			if err != nil {
 				b.metrics.subscribers.Dec()
 				return nil, fmt.Errorf("bus: stream info: %w", err)
@@ -209,7 +209,7 @@ type replayPlan struct {
 }
 
 func (s *Subscription) prepareReplay(ctx context.Context, h *hub, start Start) (*replayPlan, error) {
-	info, err := s.b.stream.Info(ctx)
+	info, err := s.b.streamInfo(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("bus: stream info: %w", err)
 	}
@@ -456,6 +456,17 @@ func (s *Subscription) push(ev Event, _ bool) {
 	case s.notify <- struct{}{}:
 	default:
 	}
+}
+
+// fits reports whether evs fit the buffer beside what it holds.
+func (s *Subscription) fits(evs []Event) bool {
+	n := 0
+	for i := range evs {
+		n += evs[i].size()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.q)-s.head+len(evs) <= s.maxLen && s.qBytes+n <= s.maxBytes
 }
 
 // pushWait appends ev, waiting for room: history is read at the
