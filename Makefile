@@ -4,9 +4,9 @@ GO        ?= go
 FUZZTIME  ?= 5s
 export CGO_ENABLED ?= 1
 
-.PHONY: test lint unit fuzz-smoke build generate bench
+.PHONY: test lint unit soak fuzz-smoke build generate bench
 
-test: lint unit fuzz-smoke
+test: lint unit soak fuzz-smoke
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -17,7 +17,12 @@ lint:
 	    echo "go mod tidy changes go.mod/go.sum: run it and commit"; cp /tmp/go.mod.ci go.mod; cp /tmp/go.sum.ci go.sum; exit 1; fi
 
 unit:
-	$(GO) test -race -timeout 15m ./...
+	LOGSTREAM_SOAK=separate $(GO) test -race -timeout 15m ./...
+
+# Tests whose bounds are latencies on this machine run alone, after the
+# parallel run, so that other packages' tests do not share the CPU.
+soak:
+	$(GO) test -count=1 -timeout 5m -run '^TestSlowClientSoak$$' ./delivery/websocket
 
 # Every Fuzz* target, each for FUZZTIME.
 fuzz-smoke:

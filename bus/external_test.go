@@ -267,3 +267,37 @@ func TestStartNewAfterFlush(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestSeamFullBuffer: a subscriber whose buffer is full when its replay
+// reaches the end loses nothing: the caught-up notice does not push an
+// entry out.
+func TestSeamFullBuffer(t *testing.T) {
+	b := bustest.Open(t)
+	p := b.Publisher()
+	publishN(t, p, 0, 500)
+	if err := p.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 5 {
+		s, err := b.Subscribe(t.Context(), bus.Filter{}, bus.StartAfterSeq(0), bus.SubscribeOptions{MaxEntries: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Let the replay fill the buffer and reach the end before reading.
+		bustest.WaitFor(t, 10*time.Second, "the buffer to fill", func() bool { return s.Buffered() >= 50 })
+		n := 0
+		for n < 500 {
+			ev, err := s.Next(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch ev.Kind {
+			case bus.EventDropped:
+				t.Fatalf("round %d: %d entries dropped after %d", round, ev.Dropped, n)
+			case bus.EventEntry:
+				n++
+			}
+		}
+		s.Close()
+	}
+}

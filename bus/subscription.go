@@ -435,7 +435,10 @@ func (s *Subscription) push(ev Event, _ bool) {
 	s.q = append(s.q, ev)
 	s.qBytes += ev.size()
 	dropped := 0
-	for len(s.q)-s.head > s.maxLen || s.qBytes > s.maxBytes {
+	// Only an entry makes room by dropping: a notice (caught up, gone) is
+	// small, comes once, and must not cost an entry — history is never
+	// dropped, and a full queue at the seam is the normal case.
+	for ev.Kind == EventEntry && (len(s.q)-s.head > s.maxLen || s.qBytes > s.maxBytes) {
 		old := s.q[s.head]
 		s.q[s.head] = Event{}
 		s.head++
@@ -456,6 +459,13 @@ func (s *Subscription) push(ev Event, _ bool) {
 	case s.notify <- struct{}{}:
 	default:
 	}
+}
+
+// Buffered returns how many events wait in the buffer.
+func (s *Subscription) Buffered() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.q) - s.head + len(s.notes)
 }
 
 // fits reports whether evs fit the buffer beside what it holds.

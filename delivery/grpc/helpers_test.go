@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -160,9 +161,12 @@ func collect(t testing.TB, st grpclib.ServerStreamingClient[pb.LogEntry], n int,
 	t.Helper()
 	r := &recv{caughtUpAt: -1}
 	got := make(chan struct{})
+	var progress atomic.Value // "n of m (caught up at k)", for a timeout
+	progress.Store("0 entries")
 	go func() {
 		defer close(got)
 		for len(r.entries) < n || wantCaughtUp && r.caughtUpAt < 0 {
+			progress.Store(fmt.Sprintf("%d of %d entries (caught up at %d)", len(r.entries), n, r.caughtUpAt))
 			m, err := st.Recv()
 			if err != nil {
 				r.err = err
@@ -184,7 +188,7 @@ func collect(t testing.TB, st grpclib.ServerStreamingClient[pb.LogEntry], n int,
 	select {
 	case <-got:
 	case <-time.After(timeout):
-		t.Fatalf("timed out after %v with %d of %d entries (caught up at %d)", timeout, len(r.entries), n, r.caughtUpAt)
+		t.Fatalf("timed out after %v with %s", timeout, progress.Load())
 	}
 	if r.err != nil && !errors.Is(r.err, io.EOF) {
 		t.Fatalf("stream ended after %d of %d entries: %v", len(r.entries), n, r.err)

@@ -47,7 +47,10 @@ func (q *streamQueue) push(ev bus.Event, live bool) int {
 		q.bytes += eventSize(&ev)
 	}
 	dropped := 0
-	for live && (q.entries > q.maxLen || q.bytes > q.maxBytes) {
+	// Only a live entry makes room by dropping: a notice (caught up) must
+	// not push out the history queued before it, which may exceed the
+	// bounds by a batch.
+	for live && ev.Kind == bus.EventEntry && (q.entries > q.maxLen || q.bytes > q.maxBytes) {
 		old := q.q[q.head]
 		q.q[q.head] = bus.Event{}
 		q.head++

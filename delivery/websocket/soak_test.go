@@ -56,7 +56,14 @@ type benchReport struct {
 // client gets every entry with a p99 latency from syslog receive under
 // 100 ms, and the daemon's heap (after GC) grows by less than 50 MB over
 // what the bus itself holds under this load.
+//
+// Its latency bound is a property of this machine's two cores, so `make
+// test` runs it in a step of its own (`make soak`), where no other test
+// competes for them; the parallel run skips it (LOGSTREAM_SOAK=separate).
 func TestSlowClientSoak(t *testing.T) {
+	if os.Getenv("LOGSTREAM_SOAK") == "separate" {
+		t.Skip("runs alone in `make soak`, where no other test competes for the CPU")
+	}
 	dur := soakDuration(t)
 	// Queues of 4 MiB (2 s of this stream) so that a fast client rides out
 	// a stall of the shared CI machine; a 64 KiB send buffer and a 2 s
