@@ -17,7 +17,7 @@ lint:
 	    echo "go mod tidy changes go.mod/go.sum: run it and commit"; cp /tmp/go.mod.ci go.mod; cp /tmp/go.sum.ci go.sum; exit 1; fi
 
 unit:
-	LOGSTREAM_SOAK=separate $(GO) test -race -timeout 15m ./...
+	LOGSTREAM_SOAK_SEPARATE=1 $(GO) test -race -timeout 15m ./...
 
 # Tests whose bounds are latencies on this machine run alone, after the
 # parallel run, so that other packages' tests do not share the CPU.

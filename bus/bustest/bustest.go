@@ -7,18 +7,16 @@ package bustest
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/logstream/logstream/bus"
+	"github.com/logstream/logstream/internal/testbin"
 )
 
 // Logger returns a slog.Logger writing to t.Log at warn level, or debug
@@ -94,32 +92,11 @@ func WaitFor(t testing.TB, timeout time.Duration, msg string, cond func() bool) 
 	}
 }
 
-var (
-	buildOnce sync.Once
-	buildPath string
-	buildErr  error
-)
-
 // NATSServerBinary builds the nats-server command of the module's own
 // nats-server version (once per test binary) and returns its path.
 func NATSServerBinary(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "logstream-nats-server-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildPath = filepath.Join(dir, "nats-server")
-		out, err := exec.Command("go", "build", "-o", buildPath, "github.com/nats-io/nats-server/v2").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build nats-server: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("bustest: %v", buildErr)
-	}
-	return buildPath
+	return testbin.Build(t, "github.com/nats-io/nats-server/v2")
 }
 
 // Process is a nats-server running as a separate process with JetStream,

@@ -19,40 +19,17 @@ import (
 	"time"
 
 	"github.com/logstream/logstream/bus"
+	"github.com/logstream/logstream/internal/testbin"
 	grpclib "google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
-var (
-	tailBuildOnce sync.Once
-	tailBinDir    string
-	tailBuildErr  error
-)
-
 // tailBinaries builds logstream and logstreamd once for these tests.
 func tailBinaries(t *testing.T) (client, daemon string) {
 	t.Helper()
-	tailBuildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "logstream-tail-test-")
-		if err != nil {
-			tailBuildErr = err
-			return
-		}
-		tailBinDir = dir
-		for _, pkg := range []string{".", "../logstreamd"} {
-			out, err := exec.Command("go", "build", "-o", dir+"/", pkg).CombinedOutput()
-			if err != nil {
-				tailBuildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
-				return
-			}
-		}
-	})
-	if tailBuildErr != nil {
-		t.Fatal(tailBuildErr)
-	}
-	return filepath.Join(tailBinDir, "logstream"), filepath.Join(tailBinDir, "logstreamd")
+	return testbin.Client(t), testbin.Daemon(t)
 }
 
 // tailFreeTCPUDP returns a port free a moment ago for both TCP and UDP on

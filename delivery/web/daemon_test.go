@@ -17,34 +17,10 @@ import (
 
 	"github.com/logstream/logstream/bus"
 	"github.com/logstream/logstream/bus/bustest"
+	"github.com/logstream/logstream/internal/testbin"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// daemonBinary builds cmd/logstreamd once for the tests.
-func daemonBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "logstreamd-web-test-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "logstreamd")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/logstream/logstream/cmd/logstreamd").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build logstreamd: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+func daemonBinary(t testing.TB) string { return testbin.Daemon(t) }
 
 // daemon is a logstreamd process on free ports with its own state.
 type daemon struct {

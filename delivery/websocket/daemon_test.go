@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/logstream/logstream/internal/testbin"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,36 +21,11 @@ import (
 	"github.com/logstream/logstream/bus/bustest"
 )
 
-var (
-	buildMu sync.Mutex
-	built   = map[string]string{}
-)
-
 // buildBinary builds a command of the module once for the tests and
 // returns its path.
-func buildBinary(t testing.TB, pkg string) string {
-	t.Helper()
-	buildMu.Lock()
-	defer buildMu.Unlock()
-	if p, ok := built[pkg]; ok {
-		return p
-	}
-	dir, err := os.MkdirTemp("", "logstream-ws-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, filepath.Base(pkg))
-	out, err := exec.Command("go", "build", "-o", p, pkg).CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
-	}
-	built[pkg] = p
-	return p
-}
+func buildBinary(t testing.TB, pkg string) string { return testbin.Build(t, pkg) }
 
-func daemonBinary(t testing.TB) string {
-	return buildBinary(t, "github.com/logstream/logstream/cmd/logstreamd")
-}
+func daemonBinary(t testing.TB) string { return testbin.Daemon(t) }
 
 // daemon is a logstreamd process on free ports with its own state.
 type daemon struct {

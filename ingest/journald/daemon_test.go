@@ -19,6 +19,7 @@ import (
 	"github.com/logstream/logstream/bus"
 	"github.com/logstream/logstream/bus/bustest"
 	"github.com/logstream/logstream/ingest/journald/journaldtest"
+	"github.com/logstream/logstream/internal/testbin"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -27,27 +28,11 @@ import (
 // configuration that enables only the journald source on a private
 // journald, and free ports for everything.
 
-func moduleRoot(t testing.TB) string {
-	t.Helper()
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil || strings.TrimSpace(string(out)) == "" {
-		t.Fatalf("go env GOMOD: %v", err)
-	}
-	return filepath.Dir(strings.TrimSpace(string(out)))
-}
-
-// buildDaemon builds logstreamd into a temporary directory; env adds to
-// the build's environment (CGO_ENABLED=0).
+// buildDaemon builds logstreamd (once per environment); env adds to the
+// build's environment (CGO_ENABLED=0).
 func buildDaemon(t testing.TB, env ...string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "logstreamd")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/logstreamd")
-	cmd.Dir = moduleRoot(t)
-	cmd.Env = append(os.Environ(), env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build logstreamd: %v\n%s", err, out)
-	}
-	return bin
+	return testbin.Build(t, "github.com/logstream/logstream/cmd/logstreamd", env...)
 }
 
 // daemonConfig writes a configuration: only journald on, every port free.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/logstream/logstream/internal/testbin"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,32 +19,8 @@ import (
 	"github.com/logstream/logstream/bus/bustest"
 )
 
-var (
-	daemonOnce sync.Once
-	daemonBin  string
-	daemonErr  error
-)
-
 // logstreamd builds the daemon once per test binary.
-func logstreamd(t testing.TB) string {
-	t.Helper()
-	daemonOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "logstreamd-syslog-test-")
-		if err != nil {
-			daemonErr = err
-			return
-		}
-		daemonBin = filepath.Join(dir, "logstreamd")
-		out, err := exec.Command("go", "build", "-o", daemonBin, "github.com/logstream/logstream/cmd/logstreamd").CombinedOutput()
-		if err != nil {
-			daemonErr = fmt.Errorf("go build logstreamd: %v\n%s", err, out)
-		}
-	})
-	if daemonErr != nil {
-		t.Fatal(daemonErr)
-	}
-	return daemonBin
-}
+func logstreamd(t testing.TB) string { return testbin.Daemon(t) }
 
 // daemonConfig is a logstreamd configuration with every port free (or
 // off) and the given syslog listeners section.
