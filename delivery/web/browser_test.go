@@ -183,7 +183,7 @@ func sendSyslog(t *testing.T, d *daemon, prio, tag, msg string) {
 	if _, err := exec.LookPath("logger"); err != nil {
 		t.Fatal("the browser test needs logger: apt-get install bsdutils")
 	}
-	out, err := exec.Command("logger", "--tcp", "--server", "127.0.0.1", "--port", strconv.Itoa(d.syslogPort),
+	out, err := exec.Command("logger", "--tcp", "--server", "127.0.0.1", "--port", strconv.Itoa(d.SyslogPort),
 		"--rfc5424", "--priority", prio, "--tag", tag, "--", msg).CombinedOutput()
 	if err != nil {
 		t.Fatalf("logger: %v: %s", err, out)
@@ -216,8 +216,8 @@ func jsString(s string) string { return strconv.Quote(s) }
 func TestDashboard(t *testing.T) {
 	d := newDaemon(t)
 	b := newBrowser(t)
-	pub := d.busClient()
-	page := d.url() + "/?backlog=0"
+	pub := d.BusClient()
+	page := d.URL() + "/?backlog=0"
 	b.do(chromedp.Navigate(page))
 	b.waitJS("the page to go live", `document.querySelector('#status').dataset.state === 'live'`)
 
@@ -344,12 +344,12 @@ func TestDashboard(t *testing.T) {
 	t.Run("resume across a daemon restart", func(t *testing.T) {
 		publish(t, pub, bus.Entry{Host: "web1", Service: "restart", Level: bus.LevelInfo, Message: "before restart"})
 		b.waitJS("the last row before the restart", `Array.from(document.querySelectorAll('#log .msg')).some(e => e.textContent === 'before restart')`)
-		d.stop()
+		d.Stop()
 		b.waitJS("the indicator to leave live", `document.querySelector('#status').dataset.state !== 'live'`)
-		d.start()
+		d.Start()
 		// Published before the page has reconnected (its backoff is at
 		// least 0.4 s): it must replay them, once, in order.
-		pub2 := d.busClient()
+		pub2 := d.BusClient()
 		var entries []bus.Entry
 		for i := range 20 {
 			entries = append(entries, bus.Entry{Host: "web1", Service: "restart", Level: bus.LevelInfo, Message: "after restart " + strconv.Itoa(i)})
@@ -379,7 +379,7 @@ func TestDashboard(t *testing.T) {
 	})
 
 	t.Run("bounded rows", func(t *testing.T) {
-		b.do(chromedp.Navigate(d.url() + "/?backlog=0&rows=100"))
+		b.do(chromedp.Navigate(d.URL() + "/?backlog=0&rows=100"))
 		b.waitJS("the page to go live", `document.querySelector('#status').dataset.state === 'live'`)
 		var entries []bus.Entry
 		for i := range 400 {
@@ -405,7 +405,7 @@ func TestDashboard(t *testing.T) {
 	b.mu.Lock()
 	for _, r := range b.requests {
 		u, err := url.Parse(r)
-		if err != nil || u.Host != "127.0.0.1:"+strconv.Itoa(d.httpPort) {
+		if err != nil || u.Host != "127.0.0.1:"+strconv.Itoa(d.HTTPPort) {
 			t.Errorf("request outside the origin: %s", r)
 		}
 	}

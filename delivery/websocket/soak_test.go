@@ -82,7 +82,7 @@ func TestSlowClientSoak(t *testing.T) {
 	// samples of the last second is a post-GC value; its highest over the
 	// run is what the heap grew to. (heap_alloc itself also counts garbage
 	// not yet collected: its peak is logged.)
-	alloc := func() float64 { return d.metric("go_memstats_heap_alloc_bytes") }
+	alloc := func() float64 { return d.Metric("go_memstats_heap_alloc_bytes") }
 	baseline := func() float64 {
 		h := alloc()
 		for range 9 {
@@ -97,7 +97,7 @@ func TestSlowClientSoak(t *testing.T) {
 	// with 10 clients warms it up, so that the growth measured next is
 	// what the slow, stalled and fast clients add.
 	warm := exec.Command(bench, "bench", "ws", "-json",
-		"-url", d.wsURL("")[:len(d.wsURL(""))-1], "-syslog", "127.0.0.1:"+strconv.Itoa(d.syslogPort),
+		"-url", d.wsURL("")[:len(d.wsURL(""))-1], "-syslog", "127.0.0.1:"+strconv.Itoa(d.SyslogPort),
 		"-clients", "10", "-rate", "5000", "-size", "200", "-warmup", "0s", "-duration", "3s")
 	if out, err := warm.CombinedOutput(); err != nil {
 		t.Fatalf("warm-up: %v\n%s", err, out)
@@ -106,8 +106,8 @@ func TestSlowClientSoak(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), dur+2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bench, "bench", "ws", "-json",
-		"-url", d.wsURL("")[:len(d.wsURL(""))-1], "-syslog", "127.0.0.1:"+strconv.Itoa(d.syslogPort),
-		"-pid", strconv.Itoa(d.cmd.Process.Pid),
+		"-url", d.wsURL("")[:len(d.wsURL(""))-1], "-syslog", "127.0.0.1:"+strconv.Itoa(d.SyslogPort),
+		"-pid", strconv.Itoa(d.PID()),
 		"-clients", "100", "-rate", "5000", "-size", "200", "-warmup", "2s", "-duration", dur.String(),
 		"-slow", "1", "-stalled", "1")
 	var stdout, stderr bytes.Buffer
@@ -174,7 +174,7 @@ func TestSlowClientSoak(t *testing.T) {
 	if r.StalledClosed != 1 {
 		t.Errorf("the stalled client was not closed")
 	}
-	if got := d.metric(`logstream_websocket_evictions_total{reason="write_timeout"}`); got < 1 {
+	if got := d.Metric(`logstream_websocket_evictions_total{reason="write_timeout"}`); got < 1 {
 		t.Errorf("evictions_total{write_timeout} = %v", got)
 	}
 }
