@@ -458,6 +458,32 @@ func (s *Server) authorize(ctx context.Context, f *bus.Filter) error {
 // or too large); the stream goes on.
 var errSkip = errors.New("grpc: entry skipped")
 
+// sendEntry sends ev's encoding (from cache, shared by every stream of
+// the same API) as one message on stream. An entry that cannot be
+// encoded, or is over max_send_msg_size, is skipped and counted; the
+// client is told of a too large one through dropped.
+func (s *Server) sendEntry(ev *bus.Event, cache *encCache, enc func(*bus.Event) ([]byte, error),
+	stream grpclib.ServerStream, raw *rawMsg, dropped func(uint64, string) error) error {
+	b, err := cache.get(ev, enc)
+	if err != nil {
+		s.metrics.badEntries.Inc()
+		return errSkip
+	}
+	if len(b) > int(s.cfg.MaxSendMsgSize) {
+		s.metrics.dropped.WithLabelValues(reasonTooLarge).Inc()
+		if err := dropped(1, reasonTooLarge); err != nil {
+			return err
+		}
+		return errSkip
+	}
+	raw.b = b
+	if err := stream.SendMsg(raw); err != nil {
+		return err
+	}
+	s.metrics.sent.Inc()
+	return nil
+}
+
 type v1Sink struct {
 	s      *Server
 	stream grpclib.ServerStreamingServer[pb.LogEntry]
@@ -465,24 +491,7 @@ type v1Sink struct {
 }
 
 func (k *v1Sink) entry(ev *bus.Event) error {
-	b, err := k.s.v1Cache.get(ev, encodeV1)
-	if err != nil {
-		k.s.metrics.badEntries.Inc()
-		return errSkip
-	}
-	if len(b) > int(k.s.cfg.MaxSendMsgSize) {
-		k.s.metrics.dropped.WithLabelValues(reasonTooLarge).Inc()
-		if err := k.dropped(1, reasonTooLarge); err != nil {
-			return err
-		}
-		return errSkip
-	}
-	k.raw.b = b
-	if err := k.stream.SendMsg(&k.raw); err != nil {
-		return err
-	}
-	k.s.metrics.sent.Inc()
-	return nil
+	return k.s.sendEntry(ev, &k.s.v1Cache, encodeV1, k.stream, &k.raw, k.dropped)
 }
 
 func (k *v1Sink) dropped(n uint64, reason string) error {
@@ -500,24 +509,7 @@ type legacySink struct {
 }
 
 func (k *legacySink) entry(ev *bus.Event) error {
-	b, err := k.s.legCache.get(ev, encodeLegacy)
-	if err != nil {
-		k.s.metrics.badEntries.Inc()
-		return errSkip
-	}
-	if len(b) > int(k.s.cfg.MaxSendMsgSize) {
-		k.s.metrics.dropped.WithLabelValues(reasonTooLarge).Inc()
-		if err := k.dropped(1, reasonTooLarge); err != nil {
-			return err
-		}
-		return errSkip
-	}
-	k.raw.b = b
-	if err := k.stream.SendMsg(&k.raw); err != nil {
-		return err
-	}
-	k.s.metrics.sent.Inc()
-	return nil
+	return k.s.sendEntry(ev, &k.s.legCache, encodeLegacy, k.stream, &k.raw, k.dropped)
 }
 
 func (k *legacySink) dropped(n uint64, reason string) error {
