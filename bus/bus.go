@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/logstream/logstream/internal/ratelog"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,7 +37,7 @@ type Bus struct {
 	stream  jetstream.Stream // nil in core mode
 	pub     *Publisher
 	metrics *metrics
-	lim     limiter
+	lim     ratelog.Limiter
 
 	hubOnce sync.Once
 	hub     *hub

@@ -1,9 +1,6 @@
 package bus
 
 import (
-	"sync"
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -77,32 +74,10 @@ func (m *metrics) inFlight(f func() float64) {
 	}
 }
 
-// limiter lets a log line through at most once per interval, counting
-// what it held back.
-type limiter struct {
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
 // logLimited logs a warning at most once a second: failures caused by an
 // outage or by input must not flood the log.
 func (b *Bus) logLimited(msg string, args ...any) {
-	if n, ok := b.lim.allow(time.Now()); ok {
+	if n, ok := b.lim.Allow(); ok {
 		b.log.Warn(msg, append(args, "suppressed", n)...)
 	}
-}
-
-// allow reports whether a line may be logged now, and how many were held
-// back since the last one.
-func (l *limiter) allow(now time.Time) (int, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.last) < time.Second {
-		l.suppressed++
-		return 0, false
-	}
-	n := l.suppressed
-	l.last, l.suppressed = now, 0
-	return n, true
 }

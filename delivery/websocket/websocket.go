@@ -22,6 +22,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/logstream/logstream/internal/ratelog"
 	"log/slog"
 	"net"
 	"net/http"
@@ -58,7 +59,7 @@ type Handler struct {
 	m        *metrics
 	up       gorillaws.Upgrader
 	valid    validity
-	logLim   limiter
+	logLim   ratelog.Limiter // a flood of bad clients must not flood the log
 
 	ctx    context.Context // ends at Shutdown: wakes every writer
 	cancel context.CancelFunc
@@ -320,27 +321,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 }
 
 func (h *Handler) logLimited(msg string, args ...any) {
-	if n, ok := h.logLim.allow(time.Now()); ok {
+	if n, ok := h.logLim.Allow(); ok {
 		h.log.Warn(msg, append(args, "suppressed", n)...)
 	}
-}
-
-// limiter lets a log line through at most once a second: a flood of bad
-// clients must not flood the log.
-type limiter struct {
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
-func (l *limiter) allow(now time.Time) (int, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.last) < time.Second {
-		l.suppressed++
-		return 0, false
-	}
-	n := l.suppressed
-	l.last, l.suppressed = now, 0
-	return n, true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/logstream/logstream/internal/ratelog"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -54,11 +55,12 @@ type committer struct {
 	savedGen uint64
 	lastSave time.Time
 	retryAt  time.Time // after a failed save
-	lim      limiter
+	lim      ratelog.Limiter
 }
 
 func newCommitter(s *Source, sink Sink) *committer {
 	return &committer{
+		lim:  ratelog.Limiter{Every: logEvery},
 		sink: sink, path: s.cursorPath, log: s.log, m: s.m,
 		interval: s.cfg.CommitInterval, every: uint64(s.cfg.CommitEntries),
 		notify: make(chan struct{}, 1),
@@ -186,7 +188,7 @@ func lagSeconds(newest, saved uint64) float64 {
 }
 
 func (c *committer) logLimited(msg string, args ...any) {
-	if n, ok := c.lim.allow(); ok {
+	if n, ok := c.lim.Allow(); ok {
 		if n > 0 {
 			args = append(args, "suppressed", n)
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/logstream/logstream/internal/ratelog"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -85,7 +86,7 @@ type Source struct {
 	copyKey    []string // by index in names: the key in Entry.Fields, "" if not copied
 	allFields  bool
 	hasMatches bool
-	lim        limiter
+	lim        ratelog.Limiter
 }
 
 // New validates cfg (applying defaults to zero fields) and returns a
@@ -102,7 +103,7 @@ func New(cfg Config, stateDir string, log *slog.Logger, reg prometheus.Registere
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Source{cfg: cfg, log: log, cursorPath: cfg.cursorPath(stateDir)}
+	s := &Source{cfg: cfg, log: log, cursorPath: cfg.cursorPath(stateDir), lim: ratelog.Limiter{Every: logEvery}}
 	s.start, _ = parseStart(cfg.Start)
 	s.defLevel, _ = bus.ParseLevel(cfg.DefaultLevel)
 	s.hostname, _ = os.Hostname()
@@ -811,7 +812,7 @@ func (r *reader) publish(ctx context.Context) error {
 }
 
 func (r *reader) logLimited(msg string, args ...any) {
-	if n, ok := r.s.lim.allow(); ok {
+	if n, ok := r.s.lim.Allow(); ok {
 		if n > 0 {
 			args = append(args, "suppressed", n)
 		}

@@ -1,7 +1,6 @@
 package journald
 
 import (
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,23 +64,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// limiter lets one log line through per interval and counts the rest.
-type limiter struct {
-	mu         sync.Mutex
-	next       time.Time
-	suppressed int
-}
-
-func (l *limiter) allow() (suppressed int, ok bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	if now.Before(l.next) {
-		l.suppressed++
-		return 0, false
-	}
-	l.next = now.Add(10 * time.Second)
-	s := l.suppressed
-	l.suppressed = 0
-	return s, true
-}
+// logEvery is how often a warning caused by an outage or by the journal's
+// content may be logged; the rest are counted.
+const logEvery = 10 * time.Second
