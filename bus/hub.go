@@ -139,7 +139,7 @@ func (h *hub) deliver(seq uint64, subject string, data []byte) {
 				continue
 			}
 		}
-		s.push(Event{Kind: EventEntry, Seq: seq, Subject: subject, Data: data}, false)
+		s.push(Event{Kind: EventEntry, Seq: seq, Subject: subject, Data: data})
 	}
 }
 
@@ -188,12 +188,12 @@ func (h *hub) join(s *Subscription, lastSeq uint64, caughtUp bool) bool {
 			return false
 		}
 		for _, ev := range pending {
-			s.push(ev, false)
+			s.push(ev)
 		}
 	}
 	s.skipTo = lastSeq
 	if caughtUp {
-		s.push(Event{Kind: EventCaughtUp, Seq: max(lastSeq, h.lastSeq)}, false)
+		s.push(Event{Kind: EventCaughtUp, Seq: max(lastSeq, h.lastSeq)})
 	}
 	h.subs = append(h.subs, s)
 	return true
@@ -206,7 +206,7 @@ func (h *hub) joinNew(s *Subscription, streamLast uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s.skipTo = max(h.lastSeq, streamLast)
-	s.push(Event{Kind: EventCaughtUp, Seq: s.skipTo}, false)
+	s.push(Event{Kind: EventCaughtUp, Seq: s.skipTo})
 	h.subs = append(h.subs, s)
 }
 

@@ -230,7 +230,7 @@ func (s *Subscription) prepareReplay(ctx context.Context, h *hub, start Start) (
 				first = st.LastSeq + 1
 			}
 			gone := first - startSeq
-			s.push(Event{Kind: EventDropped, Dropped: gone, Reason: ReasonGone}, false)
+			s.push(Event{Kind: EventDropped, Dropped: gone, Reason: ReasonGone})
 			s.b.metrics.subDropped.WithLabelValues(ReasonGone).Add(float64(gone))
 			startSeq = first
 		}
@@ -423,7 +423,7 @@ func (s *Subscription) matchMessage(data []byte) bool {
 
 // push appends ev; when the buffer is full the oldest entries are dropped
 // and counted.
-func (s *Subscription) push(ev Event, _ bool) {
+func (s *Subscription) push(ev Event) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
