@@ -159,7 +159,7 @@ func (h *hub) addRing(m hubMsg) {
 // join makes s live after it has seen everything up to lastSeq. It fails
 // (false) when the ring no longer holds what came after lastSeq: the
 // caller keeps replaying and tries again.
-func (h *hub) join(s *Subscription, lastSeq uint64, caughtUp bool) bool {
+func (h *hub) join(s *Subscription, lastSeq uint64) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -192,9 +192,7 @@ func (h *hub) join(s *Subscription, lastSeq uint64, caughtUp bool) bool {
 		}
 	}
 	s.skipTo = lastSeq
-	if caughtUp {
-		s.push(Event{Kind: EventCaughtUp, Seq: max(lastSeq, h.lastSeq)})
-	}
+	s.push(Event{Kind: EventCaughtUp, Seq: max(lastSeq, h.lastSeq)})
 	h.subs = append(h.subs, s)
 	return true
 }

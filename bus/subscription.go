@@ -345,7 +345,7 @@ func (s *Subscription) replay(ctx context.Context, h *hub, r *replayPlan) {
 		// Nothing matching was waiting when the consumer was made, so
 		// nothing matching lies at or before r.last.
 		lastSeq = max(lastSeq, r.last)
-		if h.join(s, lastSeq, true) {
+		if h.join(s, lastSeq) {
 			return
 		}
 	}
@@ -361,7 +361,7 @@ func (s *Subscription) replay(ctx context.Context, h *hub, r *replayPlan) {
 			}
 			// A timeout while idle: refresh what is known to be past and try
 			// to hand over.
-			if last, ok := s.idleLast(ctx, r.cons, lastSeq); ok && h.join(s, max(lastSeq, last), true) {
+			if last, ok := s.idleLast(ctx, r.cons, lastSeq); ok && h.join(s, max(lastSeq, last)) {
 				return
 			}
 			continue
@@ -378,12 +378,12 @@ func (s *Subscription) replay(ctx context.Context, h *hub, r *replayPlan) {
 		}
 		lastSeq = seq
 		if meta.NumPending == 0 {
-			if h.join(s, lastSeq, true) {
+			if h.join(s, lastSeq) {
 				return
 			}
 			// The hub's ring starts after lastSeq; ask how far nothing
 			// matching is pending, which usually reaches into the ring.
-			if last, ok := s.idleLast(ctx, r.cons, lastSeq); ok && h.join(s, max(lastSeq, last), true) {
+			if last, ok := s.idleLast(ctx, r.cons, lastSeq); ok && h.join(s, max(lastSeq, last)) {
 				return
 			}
 		}
