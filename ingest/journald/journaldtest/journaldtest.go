@@ -208,10 +208,10 @@ func (j *Journald) startE() error {
 	j.cmd, j.exited = cmd, exited
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if _, err := os.Stat(filepath.Join(j.SocketDir, "socket")); err == nil {
-			if _, err := os.Stat(filepath.Join(j.SocketDir, "stdout")); err == nil {
-				break
-			}
+		// journald opens its sockets before it creates its journal
+		// directory: a reader that opens Dir right after Start must find it.
+		if ready(filepath.Join(j.SocketDir, "socket"), filepath.Join(j.SocketDir, "stdout"), j.Dir) {
+			break
 		}
 		select {
 		case <-exited:
@@ -220,7 +220,7 @@ func (j *Journald) startE() error {
 		default:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("journaldtest: systemd-journald %s did not create its sockets in 20s: %s", j.Namespace, out.String())
+			return fmt.Errorf("journaldtest: systemd-journald %s did not create its sockets and journal directory in 20s: %s", j.Namespace, out.String())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -229,6 +229,16 @@ func (j *Journald) startE() error {
 		j.conn = nil
 	}
 	return nil
+}
+
+// ready reports whether every path exists.
+func ready(paths ...string) bool {
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // PID returns the journald process's PID, 0 when stopped.
