@@ -194,6 +194,19 @@ func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Skip eight plain ASCII bytes at a time: none below 0x20, none
+		// '"' or '\\', none from 0x80 (those take the paths below).
+		if i+8 <= len(s) {
+			v := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+				uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+			const ones, highs = 0x0101010101010101, 0x8080808080808080
+			ctl := v - 0x20*ones
+			q, bs := v^'"'*ones, v^'\\'*ones
+			if (ctl|(q-ones)&^q|(bs-ones)&^bs|v)&highs == 0 {
+				i += 8
+				continue
+			}
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {

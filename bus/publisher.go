@@ -64,7 +64,9 @@ type lane struct {
 
 type pending struct {
 	idx      uint64
-	msg      *nats.Msg // nil: free
+	subject  string
+	id       string // Nats-Msg-Id, "" for none
+	data     []byte // the encoded entry; nil: the slot is free
 	lane     *lane
 	sent     time.Time
 	retryAt  time.Time // zero: not scheduled, wait for ack or timeout
@@ -144,7 +146,7 @@ func (p *Publisher) Publish(ctx context.Context, e Entry) error {
 	if !p.jetstream {
 		// nats.go copies the payload into its write buffer before Publish
 		// returns, so the encoding buffer can serve the next entry.
-		bp := corePool.Get().(*[]byte)
+		bp := encPool.Get().(*[]byte)
 		data := e.AppendJSON((*bp)[:0])
 		var err error
 		if len(data) > p.maxPayload {
@@ -156,13 +158,25 @@ func (p *Publisher) Publish(ctx context.Context, e Entry) error {
 		}
 		if cap(data) <= 64<<10 {
 			*bp = data
-			corePool.Put(bp)
+			encPool.Put(bp)
 		}
 		return err
 	}
-	// The encoding is kept until the stream acknowledges it.
-	data := e.AppendJSON(make([]byte, 0, 200+len(e.Message)))
-	if len(data) > p.maxPayload {
+	// The encoding is kept until the stream acknowledges it: encode into
+	// a pooled buffer, then keep an exact-size copy (one allocation, where
+	// growing a guessed size took up to three).
+	bp := encPool.Get().(*[]byte)
+	enc := e.AppendJSON((*bp)[:0])
+	var data []byte
+	if len(enc) <= p.maxPayload {
+		data = make([]byte, len(enc))
+		copy(data, enc)
+	}
+	if cap(enc) <= 64<<10 {
+		*bp = enc
+		encPool.Put(bp)
+	}
+	if data == nil {
 		p.b.metrics.tooLarge.Inc()
 		return ErrTooLarge
 	}
@@ -194,25 +208,28 @@ func (p *Publisher) Publish(ctx context.Context, e Entry) error {
 	if id == "" && p.generateIDs {
 		id = p.idPrefix + strconv.FormatUint(idx, 10)
 	}
-	msg := &nats.Msg{
-		Subject: subject,
-		Reply:   l.inbox + strconv.FormatUint(idx, 10),
-		Data:    data,
-	}
-	if id != "" {
-		msg.Header = nats.Header{nats.MsgIdHdr: []string{id}}
-	}
-	now := time.Now()
-	p.ring[idx%p.window] = pending{idx: idx, msg: msg, lane: l, sent: now}
+	s := &p.ring[idx%p.window]
+	*s = pending{idx: idx, subject: subject, id: id, data: data, lane: l, sent: time.Now()}
+	due := *s
 	p.mu.Unlock()
 	p.b.metrics.published.Inc()
-	if err := l.nc.PublishMsg(msg); err != nil {
+	if err := due.send(); err != nil {
 		p.scheduleRetry(idx, "send", err)
 	}
 	return nil
 }
 
-var corePool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+// send publishes the entry with its lane's reply subject for idx. The
+// message is built here, not kept: only the encoding waits in the ring.
+func (s *pending) send() error {
+	m := nats.Msg{Subject: s.subject, Reply: s.lane.inbox + strconv.FormatUint(s.idx, 10), Data: s.data}
+	if s.id != "" {
+		m.Header = nats.Header{nats.MsgIdHdr: []string{s.id}}
+	}
+	return s.lane.nc.PublishMsg(&m)
+}
+
+var encPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 func (p *Publisher) publishCore(ctx context.Context, l *lane, subject string, data []byte) error {
 	for attempt := 1; ; attempt++ {
@@ -256,13 +273,13 @@ func (p *Publisher) onAck(m *nats.Msg) {
 	}
 	p.mu.Lock()
 	s := &p.ring[idx%p.window]
-	if s.msg == nil || s.idx != idx {
+	if s.data == nil || s.idx != idx {
 		p.mu.Unlock()
 		return // a late second acknowledgement
 	}
 	*s = pending{}
 	advanced := false
-	for p.low < p.next && p.ring[p.low%p.window].msg == nil {
+	for p.low < p.next && p.ring[p.low%p.window].data == nil {
 		p.low++
 		advanced = true
 	}
@@ -278,7 +295,7 @@ func (p *Publisher) onAck(m *nats.Msg) {
 func (p *Publisher) scheduleRetry(idx uint64, reason string, err error) {
 	p.mu.Lock()
 	s := &p.ring[idx%p.window]
-	if s.msg == nil || s.idx != idx {
+	if s.data == nil || s.idx != idx {
 		p.mu.Unlock()
 		return
 	}
@@ -301,7 +318,7 @@ func (p *Publisher) resendLane(l *lane) {
 	p.mu.Lock()
 	for i := p.low; i < p.next; i++ {
 		s := &p.ring[i%p.window]
-		if s.msg != nil && s.lane == l && s.sent.Before(now) && s.retryAt.IsZero() {
+		if s.data != nil && s.lane == l && s.sent.Before(now) && s.retryAt.IsZero() {
 			s.retryAt = now
 		}
 	}
@@ -330,7 +347,7 @@ func (p *Publisher) retryLoop() {
 		p.mu.Lock()
 		for i := p.low; i < p.next; i++ {
 			s := &p.ring[i%p.window]
-			if s.msg == nil {
+			if s.data == nil {
 				continue
 			}
 			timedOut := s.retryAt.IsZero() && now.Sub(s.sent) > p.ackTimeout
@@ -348,7 +365,7 @@ func (p *Publisher) retryLoop() {
 		p.mu.Unlock()
 		for _, s := range due {
 			p.b.metrics.retries.WithLabelValues("resend").Inc()
-			if err := s.lane.nc.PublishMsg(s.msg); err != nil {
+			if err := s.send(); err != nil {
 				p.scheduleRetry(s.idx, "send", err)
 			}
 		}

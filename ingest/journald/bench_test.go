@@ -5,6 +5,7 @@ package journald_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"runtime"
@@ -170,6 +171,7 @@ func (c *captureSink) Publish(_ context.Context, e bus.Entry) error {
 		Header:  nats.Header{nats.MsgIdHdr: []string{e.ID}},
 		Data:    e.AppendJSON(nil),
 	})
+	e.Fields = maps.Clone(e.Fields) // the source reuses the map
 	c.entries = append(c.entries, e)
 	return nil
 }

@@ -24,6 +24,10 @@ import (
 // Sink is what the source publishes to; *bus.Publisher is one. Publish
 // may block (backpressure): the source then stops reading. Flush returns
 // once every entry published before the call is acknowledged.
+//
+// Publish must not keep e.Fields after it returns: the source fills the
+// same map for the next entry (bus.Publisher encodes the entry before it
+// returns). A sink that keeps entries copies the map.
 type Sink interface {
 	Publish(ctx context.Context, e bus.Entry) error
 	Flush(ctx context.Context) error
@@ -499,6 +503,7 @@ type reader struct {
 	free chan *batch // published, to read into
 
 	idb     []byte
+	fields  map[string]string // Entry.Fields, reused
 	strs    map[string]string
 	last    []string // by field index: the previous value
 	e       bus.Entry
@@ -948,7 +953,12 @@ func (r *reader) build(rec *sdj.Record, now time.Time) bool {
 	if escaped {
 		n++
 	}
-	e.Fields = make(map[string]string, n)
+	// One map serves every entry: Sink.Publish does not keep it.
+	if r.fields == nil {
+		r.fields = make(map[string]string, n)
+	}
+	clear(r.fields)
+	e.Fields = r.fields
 	for _, f := range rec.Fields {
 		var key string
 		val := f.Value
