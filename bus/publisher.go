@@ -156,10 +156,7 @@ func (p *Publisher) Publish(ctx context.Context, e Entry) error {
 			subject := EntrySubject(p.prefix, &e)
 			err = p.publishCore(ctx, p.laneFor(subject), subject, data)
 		}
-		if cap(data) <= 64<<10 {
-			*bp = data
-			encPool.Put(bp)
-		}
+		putEncoding(bp, data)
 		return err
 	}
 	// The encoding is kept until the stream acknowledges it: encode into
@@ -167,19 +164,13 @@ func (p *Publisher) Publish(ctx context.Context, e Entry) error {
 	// growing a guessed size took up to three).
 	bp := encPool.Get().(*[]byte)
 	enc := e.AppendJSON((*bp)[:0])
-	var data []byte
-	if len(enc) <= p.maxPayload {
-		data = make([]byte, len(enc))
-		copy(data, enc)
-	}
-	if cap(enc) <= 64<<10 {
-		*bp = enc
-		encPool.Put(bp)
-	}
-	if data == nil {
+	if len(enc) > p.maxPayload {
+		putEncoding(bp, enc)
 		p.b.metrics.tooLarge.Inc()
 		return ErrTooLarge
 	}
+	data := bytes.Clone(enc)
+	putEncoding(bp, enc)
 	subject := EntrySubject(p.prefix, &e)
 	l := p.laneFor(subject)
 	p.mu.Lock()
@@ -230,6 +221,15 @@ func (s *pending) send() error {
 }
 
 var encPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// putEncoding returns the buffer bp, grown to enc, to encPool; buffers
+// grown past 64 KiB by a rare large entry are left to the collector.
+func putEncoding(bp *[]byte, enc []byte) {
+	if cap(enc) <= 64<<10 {
+		*bp = enc
+		encPool.Put(bp)
+	}
+}
 
 func (p *Publisher) publishCore(ctx context.Context, l *lane, subject string, data []byte) error {
 	for attempt := 1; ; attempt++ {
