@@ -21,10 +21,13 @@ func TestBenchJournald(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
 		t.Fatalf("output: %v\n%s", err, out.String())
 	}
-	if len(res) != 4 {
-		t.Fatalf("%d cases, want 4: %s", len(res), out.String())
+	if len(res) != len(journaldBenchCases) {
+		t.Fatalf("%d cases, want %d: %s", len(res), len(journaldBenchCases), out.String())
 	}
-	for _, r := range res {
+	for i, r := range res {
+		if r.Name != journaldBenchCases[i] {
+			t.Errorf("case %d is %q, want %q", i, r.Name, journaldBenchCases[i])
+		}
 		if r.Entries != 3000 || r.Rate <= 0 || r.CPUPerUsec <= 0 {
 			t.Errorf("%+v", r)
 		}
