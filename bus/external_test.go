@@ -3,12 +3,13 @@ package bus_test
 import (
 	"context"
 	"crypto/x509"
-	"github.com/logstream/logstream/internal/testcerts"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/logstream/logstream/internal/testcerts"
 
 	"github.com/logstream/logstream/bus"
 	"github.com/logstream/logstream/bus/bustest"

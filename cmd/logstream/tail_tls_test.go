@@ -4,13 +4,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
-	"github.com/logstream/logstream/internal/testcerts"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/logstream/logstream/internal/testcerts"
 
 	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/grpc/credentials"

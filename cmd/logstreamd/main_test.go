@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/logstream/logstream/internal/testbin"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/logstream/logstream/internal/testbin"
 )
 
 func writeFile(t *testing.T, body string) string {

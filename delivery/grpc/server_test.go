@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
-	"github.com/logstream/logstream/internal/testcerts"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/logstream/logstream/internal/testcerts"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/logstream/logstream/bus"

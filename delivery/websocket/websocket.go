@@ -22,7 +22,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/logstream/logstream/internal/ratelog"
 	"log/slog"
 	"net"
 	"net/http"
@@ -30,6 +29,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/logstream/logstream/internal/ratelog"
 
 	gorillaws "github.com/gorilla/websocket"
 	"github.com/logstream/logstream/bus"

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/logstream/logstream/internal/ratelog"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/logstream/logstream/internal/ratelog"
 )
 
 // finalFlushTimeout bounds the wait for acknowledgements at shutdown

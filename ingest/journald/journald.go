@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/logstream/logstream/internal/ratelog"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/logstream/logstream/internal/ratelog"
 
 	"github.com/logstream/logstream/bus"
 	"github.com/logstream/logstream/ingest/journald/internal/sdj"

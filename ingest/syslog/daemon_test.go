@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/logstream/logstream/internal/testbin"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/logstream/logstream/internal/testbin"
 
 	"github.com/logstream/logstream/bus"
 	"github.com/logstream/logstream/bus/bustest"

@@ -4,11 +4,12 @@ import (
 	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
-	"github.com/logstream/logstream/internal/testcerts"
 	"net"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/logstream/logstream/internal/testcerts"
 
 	"github.com/logstream/logstream/internal/config"
 )
