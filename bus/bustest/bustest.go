@@ -17,6 +17,8 @@ import (
 
 	"github.com/logstream/logstream/bus"
 	"github.com/logstream/logstream/internal/testbin"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Logger returns a slog.Logger writing to t.Log at warn level, or debug
@@ -170,4 +172,67 @@ func (p *Process) Kill() {
 	_ = p.cmd.Process.Kill()
 	<-p.exited
 	p.cmd = nil
+}
+
+// StoredMsg is a message read from a stream by ReadStream.
+type StoredMsg struct {
+	Data      []byte
+	StreamSeq uint64
+	Time      time.Time // when the server stored it
+}
+
+// ReadStream reads every message of stream at url with nats.go's
+// JetStream client (an ordered consumer), as a program outside the bus
+// would, within a minute.
+func ReadStream(t testing.TB, url, stream string) []StoredMsg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("stream %s: %v", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := int(info.State.Msgs)
+	var out []StoredMsg
+	if total == 0 {
+		return out
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for len(out) < total {
+		// Ask for no more than remain, so that each batch completes at
+		// once and leaves no goroutine behind.
+		batch, err := cons.Fetch(min(4096, total-len(out)), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			md, err := m.Metadata()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, StoredMsg{Data: m.Data(), StreamSeq: md.Sequence.Stream, Time: md.Timestamp})
+		}
+		if n == 0 {
+			t.Fatalf("fetch from %s: nothing after %d of %d messages: %v", stream, len(out), total, batch.Error())
+		}
+	}
+	return out
 }

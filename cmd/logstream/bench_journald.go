@@ -17,10 +17,9 @@ import (
 	"time"
 
 	"github.com/logstream/logstream/bus"
+	"github.com/logstream/logstream/bus/busbench"
 	"github.com/logstream/logstream/ingest/journald"
 	"github.com/logstream/logstream/ingest/journald/journaldtest"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 func init() {
@@ -91,7 +90,7 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 		return fmt.Errorf("no entries in %s", *dir)
 	}
 	var results []journaldBenchCase
-	var msgs []*nats.Msg
+	var msgs []*busbench.Msg
 	for range *rounds {
 		for _, c := range journaldBenchCases {
 			if ctx.Err() != nil {
@@ -328,19 +327,15 @@ func benchJournaldSource(ctx context.Context, dir, match string, n int, jetStrea
 }
 
 // journaldCaptureSink keeps the messages the bus would send for each entry.
-type journaldCaptureSink struct{ msgs []*nats.Msg }
+type journaldCaptureSink struct{ msgs []*busbench.Msg }
 
 func (c *journaldCaptureSink) Publish(_ context.Context, e bus.Entry) error {
-	c.msgs = append(c.msgs, &nats.Msg{
-		Subject: bus.EntrySubject(bus.DefaultPrefix, &e),
-		Header:  nats.Header{nats.MsgIdHdr: []string{e.ID}},
-		Data:    e.AppendJSON(nil),
-	})
+	c.msgs = append(c.msgs, busbench.NewMsg(bus.EntrySubject(bus.DefaultPrefix, &e), e.ID, e.AppendJSON(nil)))
 	return nil
 }
 func (*journaldCaptureSink) Flush(context.Context) error { return nil }
 
-func benchJournaldCapture(ctx context.Context, dir, match string, n int) ([]*nats.Msg, error) {
+func benchJournaldCapture(ctx context.Context, dir, match string, n int) ([]*busbench.Msg, error) {
 	c := &journaldCaptureSink{}
 	if _, _, err := runJournaldSource(ctx, dir, match, n, c); err != nil {
 		return nil, err
@@ -351,32 +346,29 @@ func benchJournaldCapture(ctx context.Context, dir, match string, n int) ([]*nat
 // benchJournaldBare publishes msgs with nats.go's JetStream async
 // publisher (8192 pending, the bus publisher's default window) over TCP
 // to a fresh embedded server and waits for every acknowledgement.
-func benchJournaldBare(ctx context.Context, msgs []*nats.Msg) (time.Duration, time.Duration, error) {
+func benchJournaldBare(ctx context.Context, msgs []*busbench.Msg) (time.Duration, time.Duration, error) {
 	b, closeBus, err := openJournaldBenchBus(ctx, true, "127.0.0.1:-1")
 	if err != nil {
 		return 0, 0, err
 	}
 	defer closeBus()
-	nc, err := nats.Connect(b.ClientURL())
+	p, err := busbench.NewAsyncPublisher(b.ClientURL(), "logstream-bench-journald", 8192, 0)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
-	if err != nil {
-		return 0, 0, err
-	}
+	defer p.Close()
 	c0, t0 := journaldCPUNow(), time.Now()
 	for _, m := range msgs {
-		if _, err := js.PublishMsgAsync(&nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}); err != nil {
+		if err := p.Publish(m); err != nil {
 			return 0, 0, err
 		}
 	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-ctx.Done():
-		return 0, 0, ctx.Err()
-	case <-time.After(5 * time.Minute):
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if err := p.Wait(wctx); err != nil {
+		if ctx.Err() != nil {
+			return 0, 0, ctx.Err()
+		}
 		return 0, 0, errors.New("acknowledgements missing after 5 minutes")
 	}
 	return time.Since(t0), journaldCPUNow() - c0, nil
@@ -386,27 +378,13 @@ func benchJournaldBare(ctx context.Context, msgs []*nats.Msg) (time.Duration, ti
 // publisher: what a program reading the journal would do without the bus
 // publisher (no ordering across retries, no window of its own, no
 // resending).
-type journaldBareSink struct {
-	js jetstream.JetStream
+type journaldBareSink struct{ p *busbench.AsyncPublisher }
+
+func (s journaldBareSink) Publish(_ context.Context, e bus.Entry) error {
+	return s.p.Publish(busbench.NewMsg(bus.EntrySubject(bus.DefaultPrefix, &e), e.ID, e.AppendJSON(nil)))
 }
 
-func (s *journaldBareSink) Publish(_ context.Context, e bus.Entry) error {
-	_, err := s.js.PublishMsgAsync(&nats.Msg{
-		Subject: bus.EntrySubject(bus.DefaultPrefix, &e),
-		Header:  nats.Header{nats.MsgIdHdr: []string{e.ID}},
-		Data:    e.AppendJSON(nil),
-	})
-	return err
-}
-
-func (s *journaldBareSink) Flush(ctx context.Context) error {
-	select {
-	case <-s.js.PublishAsyncComplete():
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (s journaldBareSink) Flush(ctx context.Context) error { return s.p.Wait(ctx) }
 
 // benchJournaldReadBare reads the journal as the source does and
 // publishes with nats.go's async publisher (8192 pending, the bus
@@ -417,14 +395,10 @@ func benchJournaldReadBare(ctx context.Context, dir, match string, n int) (time.
 		return 0, 0, err
 	}
 	defer closeBus()
-	nc, err := nats.Connect(b.ClientURL())
+	p, err := busbench.NewAsyncPublisher(b.ClientURL(), "logstream-bench-journald", 8192, 0)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
-	if err != nil {
-		return 0, 0, err
-	}
-	return runJournaldSource(ctx, dir, match, n, &journaldBareSink{js: js})
+	defer p.Close()
+	return runJournaldSource(ctx, dir, match, n, journaldBareSink{p})
 }

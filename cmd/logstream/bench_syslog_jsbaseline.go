@@ -12,12 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/logstream/logstream/bus"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/logstream/logstream/bus/busbench"
 )
 
 func init() {
@@ -92,30 +90,18 @@ func runBenchJSBaseline(ctx context.Context, args []string, stdout, stderr io.Wr
 		return bus.EntrySubject(*prefix, &e), e.AppendJSON(make([]byte, 0, 256+len(e.Message)))
 	}
 
-	type publisher struct {
-		nc *nats.Conn
-		js jetstream.JetStream
-	}
-	var acked, failed atomic.Int64
-	pubs := make([]publisher, *conns)
+	pubs := make([]*busbench.AsyncPublisher, *conns)
 	for i := range pubs {
-		nc, err := nats.Connect(*natsURL, nats.Name("logstream-bench-jsbaseline"))
-		if err != nil {
-			return fmt.Errorf("connect to %s: %w", *natsURL, err)
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc,
-			jetstream.WithPublishAsyncMaxPending(*maxPending),
-			jetstream.WithPublishAsyncAckHandler(func(jetstream.JetStream, *nats.Msg, *jetstream.PubAck) { acked.Add(1) }),
-			jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) { failed.Add(1) }))
+		p, err := busbench.NewAsyncPublisher(*natsURL, "logstream-bench-jsbaseline", *maxPending, time.Minute)
 		if err != nil {
 			return err
 		}
-		pubs[i] = publisher{nc, js}
+		defer p.Close()
+		pubs[i] = p
 	}
 	subject, _ := entry(newSyslogGen(genCfg), 0)
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	stream, err := pubs[0].js.StreamNameBySubject(sctx, subject)
+	stream, err := pubs[0].StreamFor(sctx, subject)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("no stream stores %s (is logstreamd running with bus.jetstream: true?): %w", subject, err)
@@ -137,19 +123,18 @@ func runBenchJSBaseline(ctx context.Context, args []string, stdout, stderr io.Wr
 			gen := newSyslogGen(genCfg)
 			for seq := i; seq < *count; seq += len(pubs) {
 				subj, data := entry(gen, seq)
-				m := &nats.Msg{Subject: subj, Data: data}
+				id := ""
 				if *msgID {
-					m.Header = nats.Header{nats.MsgIdHdr: []string{*host + "-" + strconv.Itoa(seq)}}
+					id = *host + "-" + strconv.Itoa(seq)
 				}
-				if _, err := p.js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute)); err != nil {
+				if err := p.Publish(busbench.NewMsg(subj, id, data)); err != nil {
 					errc <- fmt.Errorf("publish: %w", err)
 					return
 				}
 			}
-			select {
-			case <-p.js.PublishAsyncComplete():
-			case <-ctx.Done():
-			case <-time.After(5 * time.Minute):
+			wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+			defer cancel()
+			if err := p.Wait(wctx); err != nil && ctx.Err() == nil {
 				errc <- errors.New("acknowledgements still pending after 5 minutes")
 			}
 		})
@@ -168,9 +153,14 @@ func runBenchJSBaseline(ctx context.Context, args []string, stdout, stderr io.Wr
 			el = d
 		}
 	}
+	var acked, failed int64
+	for _, p := range pubs {
+		acked += p.Acked()
+		failed += p.Failed()
+	}
 	rep := jsBaselineReport{Label: *label, Stream: stream, Connections: *conns, MaxPending: *maxPending, MsgID: *msgID,
-		MessageBytes: *size, Count: *count, Acked: acked.Load(), Delivered: delivered, Errors: failed.Load(), Seconds: el.Seconds(),
-		Rate: float64(acked.Load()) / el.Seconds()}
+		MessageBytes: *size, Count: *count, Acked: acked, Delivered: delivered, Errors: failed, Seconds: el.Seconds(),
+		Rate: float64(acked) / el.Seconds()}
 	if *jsonOut {
 		return json.NewEncoder(stdout).Encode(rep)
 	}

@@ -11,16 +11,16 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
+	"github.com/logstream/logstream/bus/busbench"
 )
 
-// The bench subscribes with nats.go directly, as any service consuming
-// the subjects would: the count is what reaches a NATS subscriber.
+// The bench subscribes with a plain core NATS subscription, as any
+// service consuming the subjects would: the count is what reaches a NATS
+// subscriber.
 
 // natsCounter counts bench entries on a core NATS subscription.
 type natsCounter struct {
-	nc    *nats.Conn
-	sub   *nats.Subscription
+	sub   *busbench.Subscription
 	count int
 
 	mu        sync.Mutex
@@ -35,28 +35,18 @@ type natsCounter struct {
 }
 
 func newNATSCounter(url, subject string, count int) (*natsCounter, error) {
-	nc, err := nats.Connect(url, nats.Name("logstream-bench-syslog"))
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", url, err)
-	}
-	c := &natsCounter{nc: nc, count: count, seen: make([]uint64, count/64+1),
+	c := &natsCounter{count: count, seen: make([]uint64, count/64+1),
 		latencies: make([]int64, 0, count), done: make(chan struct{})}
-	c.sub, err = nc.Subscribe(subject, c.handle)
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("subscribe %s: %w", subject, err)
-	}
-	_ = c.sub.SetPendingLimits(-1, -1)
-	if err := nc.Flush(); err != nil {
-		nc.Close()
+	var err error
+	if c.sub, err = busbench.Subscribe(url, "logstream-bench-syslog", subject, c.handle); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-func (c *natsCounter) handle(m *nats.Msg) {
+func (c *natsCounter) handle(data []byte) {
 	now := time.Now()
-	seq, ns, ok := parseBenchMessage(m.Data)
+	seq, ns, ok := parseBenchMessage(data)
 	if !ok || seq >= c.count {
 		return
 	}
@@ -103,13 +93,13 @@ loop:
 			}
 		}
 	}
-	_ = c.sub.Unsubscribe()
+	c.sub.Unsubscribe()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return counterResult{received: c.received, duplicates: c.dups, last: c.last, latencies: c.latencies}
 }
 
-func (c *natsCounter) close() { c.nc.Close() }
+func (c *natsCounter) close() { c.sub.Close() }
 
 // scrapeSyslogMetrics reads logstreamd's /metrics and keeps the
 // logstream_syslog_* samples that are not zero.

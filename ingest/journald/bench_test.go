@@ -18,12 +18,11 @@ import (
 
 	"github.com/coreos/go-systemd/v22/sdjournal"
 	"github.com/logstream/logstream/bus"
+	"github.com/logstream/logstream/bus/busbench"
 	"github.com/logstream/logstream/bus/bustest"
 	"github.com/logstream/logstream/ingest/journald"
 	"github.com/logstream/logstream/ingest/journald/internal/sdj"
 	"github.com/logstream/logstream/ingest/journald/journaldtest"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The benchmark journal: LOGSTREAM_BENCH_ENTRIES entries (default
@@ -161,16 +160,12 @@ func (discardSink) Flush(context.Context) error              { return nil }
 // captureSink keeps what a bare publisher needs to send the same messages.
 type captureSink struct {
 	prefix  string
-	msgs    []*nats.Msg
+	msgs    []*busbench.Msg
 	entries []bus.Entry
 }
 
 func (c *captureSink) Publish(_ context.Context, e bus.Entry) error {
-	c.msgs = append(c.msgs, &nats.Msg{
-		Subject: bus.EntrySubject(c.prefix, &e),
-		Header:  nats.Header{nats.MsgIdHdr: []string{e.ID}},
-		Data:    e.AppendJSON(nil),
-	})
+	c.msgs = append(c.msgs, busbench.NewMsg(bus.EntrySubject(c.prefix, &e), e.ID, e.AppendJSON(nil)))
 	e.Fields = maps.Clone(e.Fields) // the source reuses the map
 	c.entries = append(c.entries, e)
 	return nil
@@ -363,27 +358,22 @@ func BenchmarkJournal(b *testing.B) {
 // bareJetStream publishes msgs with nats.go's JetStream async publisher,
 // 8192 in flight (the bus publisher's default window), and waits for
 // every acknowledgement.
-func bareJetStream(b *testing.B, url string, msgs []*nats.Msg) time.Duration {
+func bareJetStream(b *testing.B, url string, msgs []*busbench.Msg) time.Duration {
 	b.Helper()
-	nc, err := nats.Connect(url)
+	p, err := busbench.NewAsyncPublisher(url, "bench-bare", 8192, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
-	if err != nil {
-		b.Fatal(err)
-	}
+	defer p.Close()
 	start := time.Now()
 	for _, m := range msgs {
-		m := &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}
-		if _, err := js.PublishMsgAsync(m); err != nil {
+		if err := p.Publish(m); err != nil {
 			b.Fatal(err)
 		}
 	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-time.After(5 * time.Minute):
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := p.Wait(ctx); err != nil {
 		b.Fatal("acknowledgements missing after 5 minutes")
 	}
 	return time.Since(start)

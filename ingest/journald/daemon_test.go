@@ -4,7 +4,6 @@ package journald_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -20,8 +19,6 @@ import (
 	"github.com/logstream/logstream/bus/bustest"
 	"github.com/logstream/logstream/ingest/journald/journaldtest"
 	"github.com/logstream/logstream/internal/testbin"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // These tests run the real logstreamd binary, built by the test, with a
@@ -126,61 +123,17 @@ type stored struct {
 	Time      time.Time // when the server stored it
 }
 
-// readStream reads the whole LOGS stream at url, with nats.go's
-// JetStream client.
+// readStream reads the whole LOGS stream at url with a plain JetStream
+// client.
 func readStream(t testing.TB, url string) []stored {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatalf("connect %s: %v", url, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := js.Stream(ctx, "LOGS")
-	if err != nil {
-		t.Fatalf("stream LOGS: %v", err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := int(info.State.Msgs)
 	var out []stored
-	if total == 0 {
-		return out
-	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for len(out) < total {
-		// Ask for no more than remain, so that each batch completes at
-		// once and leaves no goroutine behind.
-		batch, err := cons.Fetch(min(4096, total-len(out)), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
+	for _, m := range bustest.ReadStream(t, url, "LOGS") {
+		var e bus.Entry
+		if err := e.UnmarshalJSON(m.Data); err != nil {
+			t.Fatalf("stream seq %d: %v", m.StreamSeq, err)
 		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			md, err := m.Metadata()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var e bus.Entry
-			if err := e.UnmarshalJSON(m.Data()); err != nil {
-				t.Fatalf("stream seq %d: %v", md.Sequence.Stream, err)
-			}
-			out = append(out, stored{SEQ: e.Fields["SEQ"], ID: e.ID, StreamSeq: md.Sequence.Stream, Time: md.Timestamp})
-		}
-		if n == 0 {
-			t.Fatalf("fetch from LOGS: nothing after %d of %d messages: %v", len(out), total, batch.Error())
-		}
+		out = append(out, stored{SEQ: e.Fields["SEQ"], ID: e.ID, StreamSeq: m.StreamSeq, Time: m.Time})
 	}
 	return out
 }
