@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -450,14 +452,7 @@ func testExternalServerRestart(t *testing.T, generateIDs bool) {
 	bustest.WaitFor(t, 30*time.Second, "some entries acknowledged", func() bool {
 		return streamCount(srv.URL()) > 2000
 	})
-	srv.Kill()
-	srv.Start()
-	wg.Wait()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	if err := p.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	restartThenFlush(t, srv, &wg, p)
 	got, dups := countDistinct(t, srv.URL())
 	if got != total {
 		t.Fatalf("stream holds %d distinct entries, want %d", got, total)
@@ -486,4 +481,80 @@ func streamCount(url string) uint64 {
 		return 0
 	}
 	return info.State.Msgs
+}
+
+// TestPublisherSlotBuffers: the ring slots keep their encoding buffers
+// from entry to entry. Entries of mixed sizes (some past what a slot
+// keeps) from four goroutines through a window of 8, with the server
+// killed and restarted in the middle so that the retry loop resends:
+// every stored message is the entry its Nats-Msg-Id names, once.
+func TestPublisherSlotBuffers(t *testing.T) {
+	srv := bustest.StartProcess(t)
+	cfg := bus.Config{URLs: []string{srv.URL()}}
+	cfg.Publish.MaxInFlight = 8
+	cfg.Publish.Connections = 2
+	cfg.Publish.AckTimeout = time.Second
+	b, err := bus.Open(t.Context(), cfg, t.TempDir(), bustest.Logger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	p := b.Publisher()
+	const workers, each = 4, 1500
+	body := func(i int) string { // 7 KiB for every seventh entry, else 0–299 bytes
+		if i%7 == 0 {
+			return strings.Repeat(strconv.Itoa(i%10), 7<<10)
+		}
+		return strings.Repeat("x", (i*37)%300)
+	}
+	var published atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w * each; i < (w+1)*each; i++ {
+				e := entry(i)
+				e.ID = "slot-" + strconv.Itoa(i)
+				e.Message = "message " + strconv.Itoa(i) + " " + body(i)
+				if err := p.Publish(t.Context(), e); err != nil {
+					t.Errorf("publish %d: %v", i, err)
+					return
+				}
+				published.Add(1)
+			}
+		})
+	}
+	bustest.WaitFor(t, 30*time.Second, "1000 entries published", func() bool { return published.Load() >= 1000 })
+	restartThenFlush(t, srv, &wg, p)
+	seen := map[int]bool{}
+	for _, m := range bustest.ReadStream(t, srv.URL(), "LOGS") {
+		var e bus.Entry
+		if err := e.UnmarshalJSON(m.Data); err != nil {
+			t.Fatalf("stream seq %d: %v: %q", m.StreamSeq, err, m.Data)
+		}
+		i, err := strconv.Atoi(strings.TrimPrefix(m.MsgID, "slot-"))
+		if err != nil || e.ID != m.MsgID || e.Message != "message "+strconv.Itoa(i)+" "+body(i) {
+			t.Fatalf("stream seq %d: Nats-Msg-Id %q holds entry %q: %.60q", m.StreamSeq, m.MsgID, e.ID, e.Message)
+		}
+		if seen[i] {
+			t.Fatalf("entry %d stored twice", i)
+		}
+		seen[i] = true
+	}
+	if len(seen) != workers*each {
+		t.Fatalf("stream holds %d of %d entries", len(seen), workers*each)
+	}
+}
+
+// restartThenFlush kills and restarts the server while the publishing
+// goroutines of wg run, waits for them, and then for every acknowledgement.
+func restartThenFlush(t *testing.T, srv *bustest.Process, wg *sync.WaitGroup, p *bus.Publisher) {
+	t.Helper()
+	srv.Kill()
+	srv.Start()
+	wg.Wait()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -46,6 +47,7 @@ type Publisher struct {
 	next    uint64    // index of the next entry
 	low     uint64    // lowest index not yet acknowledged
 	ring    []pending // slot i%window holds entry i while it waits
+	bufs    []slotBuf // slot i%window's encoding buffer, kept across entries
 	waiters int
 	wake    chan struct{} // closed when low advances or on close
 	closed  bool
@@ -61,6 +63,19 @@ type lane struct {
 	inbox string // reply prefix, "_INBOX.<nuid>."
 	sub   *nats.Subscription
 }
+
+// slotBuf is the buffer a ring slot keeps its entries' encodings in, so
+// that a busy publisher allocates nothing an entry. sending is idx+1 while
+// Publish sends entry idx from the buffer (0: idle): a slot reused before
+// that send returned gets a new buffer instead.
+type slotBuf struct {
+	buf     []byte
+	sending atomic.Uint64
+}
+
+// maxKeptEncoding bounds the buffer a slot keeps: a larger entry gets a
+// buffer of its own, left to the collector once acknowledged.
+const maxKeptEncoding = 4 << 10
 
 type pending struct {
 	idx      uint64
@@ -90,6 +105,7 @@ func newPublisher(ctx context.Context, b *Bus) (*Publisher, error) {
 	}
 	if p.jetstream {
 		p.ring = make([]pending, p.window)
+		p.bufs = make([]slotBuf, p.window)
 		go p.retryLoop()
 	} else {
 		close(p.done)
@@ -160,17 +176,15 @@ func (p *Publisher) Publish(ctx context.Context, e Entry) error {
 		return err
 	}
 	// The encoding is kept until the stream acknowledges it: encode into
-	// a pooled buffer, then keep an exact-size copy (one allocation, where
-	// growing a guessed size took up to three).
+	// a pooled buffer, then copy it into the ring slot's own buffer.
 	bp := encPool.Get().(*[]byte)
+	defer putEncoding(bp, nil)
 	enc := e.AppendJSON((*bp)[:0])
+	*bp = enc
 	if len(enc) > p.maxPayload {
-		putEncoding(bp, enc)
 		p.b.metrics.tooLarge.Inc()
 		return ErrTooLarge
 	}
-	data := bytes.Clone(enc)
-	putEncoding(bp, enc)
 	subject := EntrySubject(p.prefix, &e)
 	l := p.laneFor(subject)
 	p.mu.Lock()
@@ -199,12 +213,25 @@ func (p *Publisher) Publish(ctx context.Context, e Entry) error {
 	if id == "" && p.generateIDs {
 		id = p.idPrefix + strconv.FormatUint(idx, 10)
 	}
+	sb := &p.bufs[idx%p.window]
+	data := sb.buf
+	if sb.sending.Load() != 0 {
+		data = nil // the slot's previous entry is still being sent from it
+	}
+	data = append(data[:0], enc...)
+	sb.buf = nil
+	if cap(data) <= maxKeptEncoding {
+		sb.buf = data
+	}
+	sb.sending.Store(idx + 1)
 	s := &p.ring[idx%p.window]
 	*s = pending{idx: idx, subject: subject, id: id, data: data, lane: l, sent: time.Now()}
 	due := *s
 	p.mu.Unlock()
 	p.b.metrics.published.Inc()
-	if err := due.send(); err != nil {
+	err := due.send()
+	sb.sending.CompareAndSwap(idx+1, 0)
+	if err != nil {
 		p.scheduleRetry(idx, "send", err)
 	}
 	return nil
@@ -214,19 +241,31 @@ func (p *Publisher) Publish(ctx context.Context, e Entry) error {
 // message is built here, not kept: only the encoding waits in the ring.
 func (s *pending) send() error {
 	m := nats.Msg{Subject: s.subject, Reply: s.lane.inbox + strconv.FormatUint(s.idx, 10), Data: s.data}
-	if s.id != "" {
-		m.Header = nats.Header{nats.MsgIdHdr: []string{s.id}}
+	if s.id == "" {
+		return s.lane.nc.PublishMsg(&m)
 	}
-	return s.lane.nc.PublishMsg(&m)
+	// nats.go encodes the header before PublishMsg returns: the map can
+	// serve the next message.
+	h := headerPool.Get().(nats.Header)
+	h[nats.MsgIdHdr][0] = s.id
+	m.Header = h
+	err := s.lane.nc.PublishMsg(&m)
+	h[nats.MsgIdHdr][0] = ""
+	headerPool.Put(h)
+	return err
 }
+
+var headerPool = sync.Pool{New: func() any { return nats.Header{nats.MsgIdHdr: make([]string, 1)} }}
 
 var encPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // putEncoding returns the buffer bp, grown to enc, to encPool; buffers
 // grown past 64 KiB by a rare large entry are left to the collector.
 func putEncoding(bp *[]byte, enc []byte) {
-	if cap(enc) <= 64<<10 {
+	if enc != nil {
 		*bp = enc
+	}
+	if cap(*bp) <= 64<<10 {
 		encPool.Put(bp)
 	}
 }
@@ -356,7 +395,11 @@ func (p *Publisher) retryLoop() {
 					s.attempts++
 				}
 				s.sent, s.retryAt = now, time.Time{}
-				due = append(due, *s)
+				// A copy of the encoding: the slot's buffer may serve
+				// another entry once this one is acknowledged.
+				c := *s
+				c.data = bytes.Clone(s.data)
+				due = append(due, c)
 				if timedOut {
 					p.b.metrics.failures.WithLabelValues("timeout").Inc()
 				}

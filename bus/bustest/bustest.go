@@ -177,6 +177,7 @@ func (p *Process) Kill() {
 // StoredMsg is a message read from a stream by ReadStream.
 type StoredMsg struct {
 	Data      []byte
+	MsgID     string // the Nats-Msg-Id header, "" for none
 	StreamSeq uint64
 	Time      time.Time // when the server stored it
 }
@@ -228,7 +229,7 @@ func ReadStream(t testing.TB, url, stream string) []StoredMsg {
 			if err != nil {
 				t.Fatal(err)
 			}
-			out = append(out, StoredMsg{Data: m.Data(), StreamSeq: md.Sequence.Stream, Time: md.Timestamp})
+			out = append(out, StoredMsg{Data: m.Data(), MsgID: m.Headers().Get(jetstream.MsgIDHeader), StreamSeq: md.Sequence.Stream, Time: md.Timestamp})
 		}
 		if n == 0 {
 			t.Fatalf("fetch from %s: nothing after %d of %d messages: %v", stream, len(out), total, batch.Error())

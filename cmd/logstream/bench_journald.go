@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -65,6 +67,7 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 	dir := fs.String("dir", "", "read this journal directory instead of writing one (every entry in it is read)")
 	rounds := fs.Int("rounds", 1, "times to run every case")
 	jsonOut := fs.Bool("json", false, "print the results as JSON")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of each case and round to this prefix: PREFIX.CASE.ROUND")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -91,13 +94,17 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	var results []journaldBenchCase
 	var msgs []*busbench.Msg
-	for range *rounds {
+	for round := range *rounds {
 		for _, c := range journaldBenchCases {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			var d, cpu time.Duration
-			var err error
+			quiesce()
+			stopProfile, err := startProfile(*cpuprofile, c, round)
+			if err != nil {
+				return err
+			}
 			switch c {
 			case "journalctl-export":
 				d, cpu, err = benchJournalctl(ctx, *dir, match)
@@ -113,6 +120,7 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 			case "read-bare-jetstream":
 				d, cpu, err = benchJournaldReadBare(ctx, *dir, match, n)
 			}
+			stopProfile()
 			if err != nil {
 				return fmt.Errorf("%s: %w", c, err)
 			}
@@ -138,6 +146,30 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 	fmt.Fprintf(stdout, "source-jetstream / bare-jetstream      = %.2f (target >= 0.9; the bare publisher reads nothing)\n", best["source-jetstream"]/best["bare-jetstream"])
 	fmt.Fprintf(stdout, "source-jetstream / read-bare-jetstream = %.2f (the same reading on both sides)\n", best["source-jetstream"]/best["read-bare-jetstream"])
 	return nil
+}
+
+// startProfile writes a CPU profile to prefix.name.round until stop is
+// called; nothing when prefix is "".
+func startProfile(prefix, name string, round int) (stop func(), err error) {
+	if prefix == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%s.%d", prefix, name, round+1))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// quiesce starts a case on a quiet machine: the previous case's stream
+// files written back to disk, its garbage collected.
+func quiesce() {
+	syscall.Sync()
+	runtime.GC()
 }
 
 func benchJournaldWrite(ctx context.Context, n int, stderr io.Writer) (*journaldtest.Journald, error) {
