@@ -395,29 +395,10 @@ func TestPublisherBlocksWhenNotAcknowledged(t *testing.T) {
 // messages and of duplicates.
 func countDistinct(t testing.TB, url string) (distinct, dups int) {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	s, err := js.Stream(t.Context(), "LOGS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, _ := s.Info(t.Context())
-	c, err := s.OrderedConsumer(t.Context(), jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	seen := map[string]bool{}
-	for range info.State.Msgs {
-		m, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, m := range bustest.ReadStream(t, url, "LOGS") {
 		var e bus.Entry
-		if err := e.UnmarshalJSON(m.Data()); err != nil {
+		if err := e.UnmarshalJSON(m.Data); err != nil {
 			t.Fatal(err)
 		}
 		if seen[e.Message] {

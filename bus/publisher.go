@@ -178,9 +178,8 @@ func (p *Publisher) Publish(ctx context.Context, e Entry) error {
 	// The encoding is kept until the stream acknowledges it: encode into
 	// a pooled buffer, then copy it into the ring slot's own buffer.
 	bp := encPool.Get().(*[]byte)
-	defer putEncoding(bp, nil)
 	enc := e.AppendJSON((*bp)[:0])
-	*bp = enc
+	defer putEncoding(bp, enc)
 	if len(enc) > p.maxPayload {
 		p.b.metrics.tooLarge.Inc()
 		return ErrTooLarge
@@ -262,10 +261,8 @@ var encPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b 
 // putEncoding returns the buffer bp, grown to enc, to encPool; buffers
 // grown past 64 KiB by a rare large entry are left to the collector.
 func putEncoding(bp *[]byte, enc []byte) {
-	if enc != nil {
+	if cap(enc) <= 64<<10 {
 		*bp = enc
-	}
-	if cap(*bp) <= 64<<10 {
 		encPool.Put(bp)
 	}
 }

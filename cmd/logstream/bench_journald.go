@@ -375,20 +375,30 @@ func benchJournaldCapture(ctx context.Context, dir, match string, n int) ([]*bus
 	return c.msgs, nil
 }
 
-// benchJournaldBare publishes msgs with nats.go's JetStream async
-// publisher (8192 pending, the bus publisher's default window) over TCP
-// to a fresh embedded server and waits for every acknowledgement.
-func benchJournaldBare(ctx context.Context, msgs []*busbench.Msg) (time.Duration, time.Duration, error) {
+// openJournaldBare starts a fresh embedded server with JetStream and
+// connects nats.go's JetStream async publisher to it over TCP, with 8192
+// pending (the bus publisher's default window).
+func openJournaldBare(ctx context.Context) (*busbench.AsyncPublisher, func(), error) {
 	b, closeBus, err := openJournaldBenchBus(ctx, true, "127.0.0.1:-1")
 	if err != nil {
-		return 0, 0, err
+		return nil, nil, err
 	}
-	defer closeBus()
 	p, err := busbench.NewAsyncPublisher(b.ClientURL(), "logstream-bench-journald", 8192, 0)
+	if err != nil {
+		closeBus()
+		return nil, nil, err
+	}
+	return p, func() { p.Close(); closeBus() }, nil
+}
+
+// benchJournaldBare publishes msgs with nats.go's JetStream async
+// publisher and waits for every acknowledgement.
+func benchJournaldBare(ctx context.Context, msgs []*busbench.Msg) (time.Duration, time.Duration, error) {
+	p, closeBare, err := openJournaldBare(ctx)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer p.Close()
+	defer closeBare()
 	c0, t0 := journaldCPUNow(), time.Now()
 	for _, m := range msgs {
 		if err := p.Publish(m); err != nil {
@@ -419,18 +429,12 @@ func (s journaldBareSink) Publish(_ context.Context, e bus.Entry) error {
 func (s journaldBareSink) Flush(ctx context.Context) error { return s.p.Wait(ctx) }
 
 // benchJournaldReadBare reads the journal as the source does and
-// publishes with nats.go's async publisher (8192 pending, the bus
-// publisher's default window) over TCP to a fresh embedded server.
+// publishes with nats.go's async publisher.
 func benchJournaldReadBare(ctx context.Context, dir, match string, n int) (time.Duration, time.Duration, error) {
-	b, closeBus, err := openJournaldBenchBus(ctx, true, "127.0.0.1:-1")
+	p, closeBare, err := openJournaldBare(ctx)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer closeBus()
-	p, err := busbench.NewAsyncPublisher(b.ClientURL(), "logstream-bench-journald", 8192, 0)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer p.Close()
+	defer closeBare()
 	return runJournaldSource(ctx, dir, match, n, journaldBareSink{p})
 }
