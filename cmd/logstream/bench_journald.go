@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -68,7 +69,12 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 	rounds := fs.Int("rounds", 1, "times to run every case")
 	jsonOut := fs.Bool("json", false, "print the results as JSON")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of each case and round to this prefix: PREFIX.CASE.ROUND")
+	caseList := fs.String("cases", strings.Join(journaldBenchCases, ","), "comma-separated cases to run, in this order within each round")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cases, err := selectJournaldBenchCases(*caseList)
+	if err != nil {
 		return err
 	}
 	if _, err := exec.LookPath("journalctl"); err != nil {
@@ -84,7 +90,6 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 		defer jd.Close()
 		*dir, match, n = jd.Dir, "TEST_ID=bench", *entries
 	} else {
-		var err error
 		if n, err = countJournal(ctx, *dir); err != nil {
 			return fmt.Errorf("count the entries in %s: %w", *dir, err)
 		}
@@ -95,7 +100,7 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 	var results []journaldBenchCase
 	var msgs []*busbench.Msg
 	for round := range *rounds {
-		for _, c := range journaldBenchCases {
+		for _, c := range cases {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -139,13 +144,62 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 		best[r.Name] = max(best[r.Name], r.Rate)
 	}
 	fmt.Fprintf(stdout, "journal: %s, %d entries, %d round(s); best of each:\n", *dir, n, *rounds)
-	for _, c := range journaldBenchCases {
+	for _, c := range cases {
 		fmt.Fprintf(stdout, "  %-20s %10.0f entries/s  %s\n", c, best[c], journaldBenchHelp[c])
 	}
-	fmt.Fprintf(stdout, "source-core / journalctl-export        = %.2f (target >= 1.0)\n", best["source-core"]/best["journalctl-export"])
-	fmt.Fprintf(stdout, "source-jetstream / bare-jetstream      = %.2f (target >= 0.9; the bare publisher reads nothing)\n", best["source-jetstream"]/best["bare-jetstream"])
-	fmt.Fprintf(stdout, "source-jetstream / read-bare-jetstream = %.2f (the same reading on both sides)\n", best["source-jetstream"]/best["read-bare-jetstream"])
+	for _, r := range []struct{ a, b, note string }{
+		{"source-core", "journalctl-export", "target >= 1.0"},
+		{"source-jetstream", "bare-jetstream", "target >= 0.9; the bare publisher reads nothing"},
+		{"source-jetstream", "read-bare-jetstream", "the same reading on both sides"},
+	} {
+		if best[r.a] == 0 || best[r.b] == 0 {
+			continue
+		}
+		fmt.Fprintf(stdout, "%-38s = %.2f best/best, %.2f median of the rounds' ratios (%s)\n",
+			r.a+" / "+r.b, best[r.a]/best[r.b], medianRatio(results, r.a, r.b), r.note)
+	}
 	return nil
+}
+
+// selectJournaldBenchCases parses -cases: known names, each once.
+func selectJournaldBenchCases(list string) ([]string, error) {
+	var cases []string
+	for _, c := range strings.Split(list, ",") {
+		c = strings.TrimSpace(c)
+		if _, ok := journaldBenchHelp[c]; !ok {
+			return nil, fmt.Errorf("-cases: unknown case %q (known: %s)", c, strings.Join(journaldBenchCases, ", "))
+		}
+		if slices.Contains(cases, c) {
+			return nil, fmt.Errorf("-cases: %q given twice", c)
+		}
+		cases = append(cases, c)
+	}
+	return cases, nil
+}
+
+// medianRatio is the median over the rounds of a's rate over b's in the
+// same round: less moved by one disturbed round than best over best.
+func medianRatio(results []journaldBenchCase, a, b string) float64 {
+	var ra, rb, ratios []float64
+	for _, r := range results {
+		switch r.Name {
+		case a:
+			ra = append(ra, r.Rate)
+		case b:
+			rb = append(rb, r.Rate)
+		}
+	}
+	for i := range min(len(ra), len(rb)) {
+		ratios = append(ratios, ra[i]/rb[i])
+	}
+	if len(ratios) == 0 {
+		return 0
+	}
+	slices.Sort(ratios)
+	if k := len(ratios); k%2 == 0 {
+		return (ratios[k/2-1] + ratios[k/2]) / 2
+	}
+	return ratios[len(ratios)/2]
 }
 
 // startProfile writes a CPU profile to prefix.name.round until stop is

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -31,5 +33,51 @@ func TestBenchJournald(t *testing.T) {
 		if r.Entries != 3000 || r.Rate <= 0 || r.CPUPerUsec <= 0 {
 			t.Errorf("%+v", r)
 		}
+	}
+}
+
+// TestBenchJournaldCases runs only the cases -cases names, in its order,
+// in every round, and refuses a name it does not know.
+func TestBenchJournaldCases(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	if err := runBenchJournald(ctx, []string{"-entries", "2000", "-rounds", "2", "-cases", "bare-jetstream,source-jetstream", "-json"}, &out, &errOut); err != nil {
+		t.Fatalf("bench journald: %v\n%s", err, errOut.String())
+	}
+	var res []journaldBenchCase
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("output: %v\n%s", err, out.String())
+	}
+	want := []string{"bare-jetstream", "source-jetstream", "bare-jetstream", "source-jetstream"}
+	if len(res) != len(want) {
+		t.Fatalf("%d results, want %d: %s", len(res), len(want), out.String())
+	}
+	for i, r := range res {
+		if r.Name != want[i] || r.Entries != 2000 || r.Rate <= 0 {
+			t.Errorf("result %d: %+v, want case %s", i, r, want[i])
+		}
+	}
+	for _, bad := range []string{"source-jetstream,nope", "source-core,source-core", ""} {
+		err := runBenchJournald(ctx, []string{"-cases", bad}, &out, &errOut)
+		if err == nil || !strings.Contains(err.Error(), "-cases") {
+			t.Errorf("-cases %q: %v, want an error naming -cases", bad, err)
+		}
+	}
+}
+
+func TestMedianRatio(t *testing.T) {
+	var res []journaldBenchCase
+	for _, r := range [][2]float64{{90, 100}, {50, 100}, {95, 100}, {80, 100}} {
+		res = append(res, journaldBenchCase{Name: "a", Rate: r[0]}, journaldBenchCase{Name: "b", Rate: r[1]})
+	}
+	if got := medianRatio(res, "a", "b"); math.Abs(got-0.85) > 1e-9 {
+		t.Errorf("median of 0.9, 0.5, 0.95, 0.8 = %v, want 0.85", got)
+	}
+	if got := medianRatio(res[:6], "a", "b"); math.Abs(got-0.9) > 1e-9 {
+		t.Errorf("median of 0.9, 0.5, 0.95 = %v, want 0.9", got)
+	}
+	if got := medianRatio(res, "a", "c"); got != 0 {
+		t.Errorf("no rounds of c: %v, want 0", got)
 	}
 }
