@@ -151,9 +151,10 @@ func TestSocketActivation(t *testing.T) {
 			args = append(args, bin, "-config", cfg)
 			p := startProc(t, activate, args...)
 			addr := "127.0.0.1:" + strconv.Itoa(port)
+			// systemd-socket-activate reports each socket once it listens
+			// (the unix socket's file exists from bind, before listen).
 			waitFor(t, "the activation sockets", func() bool {
-				_, err := os.Stat(sock)
-				return err == nil
+				return strings.Contains(p.output(), "Listening on "+sock+" as ")
 			})
 			// The first message starts the daemon.
 			c := dial(t, inet, addr)
