@@ -370,7 +370,9 @@ func TestPublisherBlocksWhenNotAcknowledged(t *testing.T) {
 	if got, dups := countDistinct(t, srv.URL()); got != 74 || dups != 0 {
 		t.Fatalf("stream holds %d distinct entries and %d duplicates, want 74 and 0", got, dups)
 	}
-	// The failures and the resends are counted, not silent.
+	// The failures and the resends are counted, not silent: whether the
+	// ack timeout or the reconnection comes first, each of the 64 is
+	// counted a failure (timeout or disconnect) and resent.
 	failures, resends := 0.0, 0.0
 	mfs, err := reg.Gather()
 	if err != nil {

@@ -34,7 +34,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "logstream", Subsystem: "bus", Name: "publish_failures_total",
-			Help: "Publish attempts that failed, by reason (send, refused, timeout); each is retried.",
+			Help: "Publish attempts that failed, by reason (send, refused, timeout, disconnect: unacknowledged when the connection was lost); each is retried.",
 		}, []string{"reason"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "logstream", Subsystem: "bus", Name: "publish_retries_total",

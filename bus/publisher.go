@@ -348,17 +348,21 @@ func (p *Publisher) scheduleRetry(idx uint64, reason string, err error) {
 }
 
 // resendLane schedules every entry sent on l before now for an immediate
-// resend: their acknowledgements were lost with the connection.
+// resend: their acknowledgements were lost with the connection. Each is
+// counted as a failure (reason "disconnect").
 func (p *Publisher) resendLane(l *lane) {
 	now := time.Now()
+	lost := 0
 	p.mu.Lock()
 	for i := p.low; i < p.next; i++ {
 		s := &p.ring[i%p.window]
 		if s.data != nil && s.lane == l && s.sent.Before(now) && s.retryAt.IsZero() {
 			s.retryAt = now
+			lost++
 		}
 	}
 	p.mu.Unlock()
+	p.b.metrics.failures.WithLabelValues("disconnect").Add(float64(lost))
 	select {
 	case p.nudge <- struct{}{}:
 	default:
