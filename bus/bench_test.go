@@ -35,6 +35,22 @@ func BenchmarkEntryAppendJSON(b *testing.B) {
 	b.SetBytes(int64(len(buf)))
 }
 
+// BenchmarkEntryAppendJSONJournald encodes an entry with the journald
+// source's default fields.
+func BenchmarkEntryAppendJSONJournald(b *testing.B) {
+	e := benchEntry(1)
+	e.Source = bus.SourceJournald
+	e.Fields = map[string]string{"_SYSTEMD_UNIT": "nginx.service", "SYSLOG_IDENTIFIER": "nginx",
+		"_BOOT_ID": "2f4fe591604a401aa5c24ad5b0f16842", "_TRANSPORT": "journal", "CODE_FILE": "src/nginx/handler.go",
+		"CODE_LINE": "120", "CODE_FUNC": "handle", "_STREAM_ID": "9a1e0c2d5b7f4e3a8c6d1b0e2f4a6c8d"}
+	buf := make([]byte, 0, 1024)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = e.AppendJSON(buf[:0])
+	}
+	b.SetBytes(int64(len(buf)))
+}
+
 func BenchmarkEntryUnmarshalJSON(b *testing.B) {
 	e := benchEntry(1)
 	data := e.AppendJSON(nil)

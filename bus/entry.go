@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -167,20 +168,30 @@ func appendTime(b []byte, t time.Time) []byte {
 }
 
 func appendFields(b []byte, m map[string]string) []byte {
-	var stack [16]string
-	keys := stack[:0]
-	for k := range m {
-		keys = append(keys, k)
+	// Keys and values are taken in one pass and sorted together by key.
+	type kv struct{ k, v string }
+	var stack [16]kv
+	fs := stack[:0]
+	for k, v := range m {
+		fs = append(fs, kv{k, v})
 	}
-	slices.Sort(keys)
+	if len(fs) <= len(stack) {
+		for i := 1; i < len(fs); i++ {
+			for j := i; j > 0 && fs[j].k < fs[j-1].k; j-- {
+				fs[j], fs[j-1] = fs[j-1], fs[j]
+			}
+		}
+	} else {
+		slices.SortFunc(fs, func(a, b kv) int { return strings.Compare(a.k, b.k) })
+	}
 	b = append(b, '{')
-	for i, k := range keys {
+	for i, f := range fs {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, k)
+		b = appendString(b, f.k)
 		b = append(b, ':')
-		b = appendString(b, m[k])
+		b = appendString(b, f.v)
 	}
 	return append(b, '}')
 }

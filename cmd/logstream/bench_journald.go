@@ -70,12 +70,16 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 	jsonOut := fs.Bool("json", false, "print the results as JSON")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of each case and round to this prefix: PREFIX.CASE.ROUND")
 	caseList := fs.String("cases", strings.Join(journaldBenchCases, ","), "comma-separated cases to run, in this order within each round")
+	readerNice := fs.Int("reader-nice", journald.DefaultReaderNice, "the source's journald.reader_nice (0-19)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	cases, err := selectJournaldBenchCases(*caseList)
 	if err != nil {
 		return err
+	}
+	if *readerNice < 0 || *readerNice > 19 {
+		return fmt.Errorf("-reader-nice: %d out of range 0-19", *readerNice)
 	}
 	if _, err := exec.LookPath("journalctl"); err != nil {
 		return errors.New("journalctl not found: install the Debian package systemd")
@@ -114,16 +118,16 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 			case "journalctl-export":
 				d, cpu, err = benchJournalctl(ctx, *dir, match)
 			case "source-core", "source-jetstream":
-				d, cpu, err = benchJournaldSource(ctx, *dir, match, n, c == "source-jetstream")
+				d, cpu, err = benchJournaldSource(ctx, *dir, match, n, *readerNice, c == "source-jetstream")
 			case "bare-jetstream":
 				if msgs == nil {
-					if msgs, err = benchJournaldCapture(ctx, *dir, match, n); err != nil {
+					if msgs, err = benchJournaldCapture(ctx, *dir, match, n, *readerNice); err != nil {
 						return err
 					}
 				}
 				d, cpu, err = benchJournaldBare(ctx, msgs)
 			case "read-bare-jetstream":
-				d, cpu, err = benchJournaldReadBare(ctx, *dir, match, n)
+				d, cpu, err = benchJournaldReadBare(ctx, *dir, match, n, *readerNice)
 			}
 			stopProfile()
 			if err != nil {
@@ -343,7 +347,7 @@ func (c *journaldCountingSink) Publish(ctx context.Context, e bus.Entry) error {
 
 // runJournaldSource reads the journal from its head into sink until n
 // entries were published and sink.Flush returned.
-func runJournaldSource(ctx context.Context, dir, match string, n int, sink journald.Sink) (time.Duration, time.Duration, error) {
+func runJournaldSource(ctx context.Context, dir, match string, n, readerNice int, sink journald.Sink) (time.Duration, time.Duration, error) {
 	state, err := os.MkdirTemp("", "logstream-bench-journald-")
 	if err != nil {
 		return 0, 0, err
@@ -351,6 +355,7 @@ func runJournaldSource(ctx context.Context, dir, match string, n int, sink journ
 	defer os.RemoveAll(state)
 	cfg := journald.DefaultConfig()
 	cfg.Enabled, cfg.Path, cfg.Start, cfg.ExcludeUnits = journald.On, dir, "head", []string{}
+	cfg.ReaderNice = &readerNice
 	if match != "" {
 		cfg.Matches.Fields = []string{match}
 	}
@@ -401,7 +406,7 @@ func openJournaldBenchBus(ctx context.Context, jetStream bool, listen string) (*
 	}, nil
 }
 
-func benchJournaldSource(ctx context.Context, dir, match string, n int, jetStream bool) (time.Duration, time.Duration, error) {
+func benchJournaldSource(ctx context.Context, dir, match string, n, readerNice int, jetStream bool) (time.Duration, time.Duration, error) {
 	// Listen on loopback as the daemon does by default: its connections
 	// then use TCP, which moves entries faster than the in-process pipe.
 	b, closeBus, err := openJournaldBenchBus(ctx, jetStream, "127.0.0.1:-1")
@@ -409,7 +414,7 @@ func benchJournaldSource(ctx context.Context, dir, match string, n int, jetStrea
 		return 0, 0, err
 	}
 	defer closeBus()
-	return runJournaldSource(ctx, dir, match, n, b.Publisher())
+	return runJournaldSource(ctx, dir, match, n, readerNice, b.Publisher())
 }
 
 // journaldCaptureSink keeps the messages the bus would send for each entry.
@@ -421,9 +426,9 @@ func (c *journaldCaptureSink) Publish(_ context.Context, e bus.Entry) error {
 }
 func (*journaldCaptureSink) Flush(context.Context) error { return nil }
 
-func benchJournaldCapture(ctx context.Context, dir, match string, n int) ([]*busbench.Msg, error) {
+func benchJournaldCapture(ctx context.Context, dir, match string, n, readerNice int) ([]*busbench.Msg, error) {
 	c := &journaldCaptureSink{}
-	if _, _, err := runJournaldSource(ctx, dir, match, n, c); err != nil {
+	if _, _, err := runJournaldSource(ctx, dir, match, n, readerNice, c); err != nil {
 		return nil, err
 	}
 	return c.msgs, nil
@@ -484,11 +489,11 @@ func (s journaldBareSink) Flush(ctx context.Context) error { return s.p.Wait(ctx
 
 // benchJournaldReadBare reads the journal as the source does and
 // publishes with nats.go's async publisher.
-func benchJournaldReadBare(ctx context.Context, dir, match string, n int) (time.Duration, time.Duration, error) {
+func benchJournaldReadBare(ctx context.Context, dir, match string, n, readerNice int) (time.Duration, time.Duration, error) {
 	p, closeBare, err := openJournaldBare(ctx)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer closeBare()
-	return runJournaldSource(ctx, dir, match, n, journaldBareSink{p})
+	return runJournaldSource(ctx, dir, match, n, readerNice, journaldBareSink{p})
 }

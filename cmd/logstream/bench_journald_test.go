@@ -37,12 +37,13 @@ func TestBenchJournald(t *testing.T) {
 }
 
 // TestBenchJournaldCases runs only the cases -cases names, in its order,
-// in every round, and refuses a name it does not know.
+// in every round, and refuses a name it does not know; -reader-nice takes
+// 0-19.
 func TestBenchJournaldCases(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out, errOut bytes.Buffer
-	if err := runBenchJournald(ctx, []string{"-entries", "2000", "-rounds", "2", "-cases", "bare-jetstream,source-jetstream", "-json"}, &out, &errOut); err != nil {
+	if err := runBenchJournald(ctx, []string{"-entries", "2000", "-rounds", "2", "-cases", "bare-jetstream,source-jetstream", "-reader-nice", "0", "-json"}, &out, &errOut); err != nil {
 		t.Fatalf("bench journald: %v\n%s", err, errOut.String())
 	}
 	var res []journaldBenchCase
@@ -62,6 +63,12 @@ func TestBenchJournaldCases(t *testing.T) {
 		err := runBenchJournald(ctx, []string{"-cases", bad}, &out, &errOut)
 		if err == nil || !strings.Contains(err.Error(), "-cases") {
 			t.Errorf("-cases %q: %v, want an error naming -cases", bad, err)
+		}
+	}
+	for _, bad := range []string{"-1", "20"} {
+		err := runBenchJournald(ctx, []string{"-reader-nice", bad}, &out, &errOut)
+		if err == nil || !strings.Contains(err.Error(), "-reader-nice") {
+			t.Errorf("-reader-nice %s: %v, want an error naming -reader-nice", bad, err)
 		}
 	}
 }

@@ -99,6 +99,13 @@ type Config struct {
 	// MaxFieldBytes cuts MESSAGE (fields "message_truncated": "true") and
 	// drops other fields longer than this. Default 64KiB.
 	MaxFieldBytes config.ByteSize `yaml:"max_field_bytes"`
+	// ReaderNice lowers the priority of the thread that reads the journal
+	// by this many nice levels (0-19; the result is at most 19). The
+	// journal is the buffer: reading gives way to publishing and to the
+	// embedded server storing what was read, which on a busy small
+	// machine moves more entries a second. 0 reads at the daemon's own
+	// priority. Default 10.
+	ReaderNice *int `yaml:"reader_nice"`
 }
 
 // Matches select entries. Units and identifiers are alternatives (an
@@ -134,8 +141,12 @@ func DefaultConfig() Config {
 		Fields:         append([]string(nil), DefaultFields...),
 		DefaultLevel:   "info",
 		MaxFieldBytes:  64 << 10,
+		ReaderNice:     new(DefaultReaderNice),
 	}
 }
+
+// DefaultReaderNice is the default of Config.ReaderNice.
+const DefaultReaderNice = 10
 
 // withDefaults fills zero fields from DefaultConfig. A nil ExcludeUnits or
 // Fields gets the default list; an empty one stays empty.
@@ -161,6 +172,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxFieldBytes == 0 {
 		c.MaxFieldBytes = d.MaxFieldBytes
+	}
+	if c.ReaderNice == nil {
+		c.ReaderNice = d.ReaderNice
 	}
 	return c
 }
@@ -289,6 +303,9 @@ func (c *Config) Validate() error {
 	}
 	if v.MaxFieldBytes < 1024 || v.MaxFieldBytes > 64<<20 {
 		return fmt.Errorf("journald.max_field_bytes: %v out of range 1KiB-64MiB", v.MaxFieldBytes)
+	}
+	if n := *v.ReaderNice; n < 0 || n > 19 {
+		return fmt.Errorf("journald.reader_nice: %d out of range 0-19 (raising the priority needs privileges logstreamd does not ask for)", n)
 	}
 	return nil
 }

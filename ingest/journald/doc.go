@@ -35,20 +35,26 @@
 //
 // # Concurrency
 //
-// Run uses three goroutines. The calling goroutine, locked to its OS
-// thread, owns the journal: it reads batches of records into a small pool
-// of buffers (pipelineBuffers × batchEntries entries ahead at most). A
-// second goroutine decodes each batch into entries and publishes them;
-// Publish blocks when the bus's in-flight window is full, the pool runs
-// dry, and reading stops — the source blocks when the publisher blocks.
-// After each batch it offers the cursor of the last entry it published to
-// the committer, the third goroutine, which calls the sink's Flush (it
-// returns once everything published before the call is acknowledged) and
-// then writes the cursor file atomically (temporary file, fsync, rename,
-// fsync of the directory) — at most once per commit_interval, or after
-// commit_entries entries, and never when nothing changed. At shutdown the
-// committer flushes once more, with its own deadline, and saves the last
-// position if that succeeds. Run returns after all three have finished.
+// Run uses three goroutines. One, locked to its OS thread, owns the
+// journal: it reads batches of records into a small pool of buffers
+// (pipelineBuffers × batchEntries entries ahead at most). Its thread runs
+// reader_nice nice levels below the daemon (default 10): reading takes the
+// CPU that publishing and the embedded server's storing leave, and the
+// journal holds what is not read yet. When the source stops, the thread's
+// priority is restored before it runs other goroutines; where that is not
+// permitted (it needs CAP_SYS_NICE), the thread ends with the goroutine.
+// The calling goroutine decodes each batch into entries and publishes
+// them; Publish blocks when the bus's in-flight window is full, the pool
+// runs dry, and reading stops — the source blocks when the publisher
+// blocks. After each batch it offers the cursor of the last entry it
+// published to the committer, the third goroutine, which calls the sink's
+// Flush (it returns once everything published before the call is
+// acknowledged) and then writes the cursor file atomically (temporary
+// file, fsync, rename, fsync of the directory) — at most once per
+// commit_interval, or after commit_entries entries, and never when nothing
+// changed. At shutdown the committer flushes once more, with its own
+// deadline, and saves the last position if that succeeds. Run returns
+// after all three have finished.
 //
 // # Mapping
 //

@@ -395,41 +395,63 @@ func (s *Source) Run(ctx context.Context, sink Sink) error {
 	return err
 }
 
-// follow runs the pipeline: this goroutine, locked to its OS thread,
-// owns the journal and reads batches of records into buffers; a second
-// goroutine decodes them, publishes, and offers positions to the
-// committer. pipelineBuffers bound what is read ahead, so the reader
-// stops when Publish blocks.
+// follow runs the pipeline: a goroutine locked to its OS thread owns
+// the journal and reads batches of records into buffers; this goroutine
+// decodes them, publishes, and offers positions to the committer.
+// pipelineBuffers bound what is read ahead, so the reader stops when
+// Publish blocks.
 func (s *Source) follow(ctx context.Context, sink Sink, com *committer) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	r := newReader(s, sink, com)
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var pubErr error
-	pubDone := make(chan struct{})
 	go func() {
-		defer close(pubDone)
-		for b := range r.full {
-			if pubErr == nil {
-				err := sdj.Records(b.buf[:b.used], func(rec *sdj.Record) error { return r.handle(pctx, rec, b.now) })
-				r.flushCounts()
-				r.offer()
-				if err != nil {
-					pubErr = err
-					cancel()
-				}
-			}
-			r.free <- b
+		// Every sd_journal call comes from this thread, run at a lower
+		// priority. It goes back to run other goroutines only once its
+		// priority is restored; otherwise it stays locked and ends with
+		// this goroutine (the main thread, which cannot end, then parks
+		// for good).
+		runtime.LockOSThread()
+		restore := s.lowerReaderPriority()
+		r.readLoop(pctx)
+		if restore == nil || restore() == nil {
+			runtime.UnlockOSThread()
 		}
+		close(r.full) // Run returns after this
 	}()
-	r.readLoop(pctx)
-	close(r.full)
-	<-pubDone
+	var pubErr error
+	for b := range r.full {
+		if pubErr == nil {
+			err := sdj.Records(b.buf[:b.used], func(rec *sdj.Record) error { return r.handle(pctx, rec, b.now) })
+			r.flushCounts()
+			r.offer()
+			if err != nil {
+				pubErr = err
+				cancel()
+			}
+		}
+		r.free <- b
+	}
 	if pubErr != nil && ctx.Err() == nil && !errors.Is(pubErr, bus.ErrClosed) && !errors.Is(pubErr, context.Canceled) {
 		return fmt.Errorf("publish: %w", pubErr)
 	}
 	return nil
+}
+
+// lowerReaderPriority applies reader_nice to the calling thread: reading
+// the journal then takes the CPU that publishing and the bus leave. It
+// returns the function that restores the priority, nil when unchanged.
+func (s *Source) lowerReaderPriority() (restore func() error) {
+	n := *s.cfg.ReaderNice
+	if n == 0 {
+		return nil
+	}
+	nice, restore, err := lowerThreadPriority(n)
+	if err != nil {
+		s.log.Warn("cannot lower the priority of the journal reading thread; it reads at the daemon's priority", "reader_nice", n, "err", err)
+		return nil
+	}
+	s.log.Debug("journal reading thread priority lowered", "nice", nice)
+	return restore
 }
 
 // readLoop reads until ctx ends, reopening the journal after errors.

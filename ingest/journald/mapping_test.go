@@ -223,6 +223,19 @@ func TestConfigYAML(t *testing.T) {
 	if d := cfg.withDefaults(); len(d.Fields) != 0 || len(d.ExcludeUnits) != 0 {
 		t.Errorf("empty lists became %v and %v", d.Fields, d.ExcludeUnits)
 	}
+	// reader_nice absent: the default; 0 given: 0.
+	for _, c := range []struct {
+		yaml string
+		want int
+	}{{"start: head", DefaultReaderNice}, {"reader_nice: 0", 0}, {"reader_nice: 3", 3}} {
+		var cfg Config
+		if err := yaml.Unmarshal([]byte(c.yaml), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if got := *cfg.withDefaults().ReaderNice; got != c.want {
+			t.Errorf("%q: reader_nice %d, want %d", c.yaml, got, c.want)
+		}
+	}
 	out, err := yaml.Marshal(DefaultConfig())
 	if err != nil || !strings.Contains(string(out), "enabled: auto") || !strings.Contains(string(out), "max_field_bytes: 64KiB") {
 		t.Errorf("marshal defaults: %v\n%s", err, out)
@@ -259,6 +272,10 @@ func TestConfigValidate(t *testing.T) {
 		{"bad default level", func(c *Config) { c.DefaultLevel = "x" }, "journald.default_level: "},
 		{"tiny max field", func(c *Config) { c.MaxFieldBytes = 10 }, "journald.max_field_bytes: "},
 		{"bad enabled", func(c *Config) { c.Enabled = "maybe" }, "journald.enabled: "},
+		{"reader nice 0", func(c *Config) { c.ReaderNice = new(0) }, ""},
+		{"reader nice 19", func(c *Config) { c.ReaderNice = new(19) }, ""},
+		{"negative reader nice", func(c *Config) { c.ReaderNice = new(-1) }, "journald.reader_nice: "},
+		{"reader nice 20", func(c *Config) { c.ReaderNice = new(20) }, "journald.reader_nice: "},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
