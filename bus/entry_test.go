@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -102,6 +103,44 @@ func TestEntryJSONSchema(t *testing.T) {
 	bad := bus.Entry{Level: bus.LevelInfo, Message: "a\xffb"}
 	if s := string(bad.AppendJSON(nil)); !strings.Contains(s, `"a\ufffdb"`) {
 		t.Errorf("invalid UTF-8 not replaced: %s", s)
+	}
+}
+
+// TestEntryFieldsSorted: fields are written in key order, with up to 16
+// fields (sorted in place) and with more.
+func TestEntryFieldsSorted(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 16, 17, 100} {
+		fields := map[string]string{}
+		for i := range n {
+			fields[fmt.Sprintf("k%03d", (i*37)%n)] = fmt.Sprint(i)
+		}
+		e := bus.Entry{Level: bus.LevelInfo, Fields: fields}
+		data := e.AppendJSON(nil)
+		var raw struct {
+			Fields json.RawMessage `json:"fields"`
+		}
+		if err := json.Unmarshal(data, &raw); err != nil {
+			t.Fatalf("%d fields: %v\n%s", n, err, data)
+		}
+		var want strings.Builder
+		want.WriteByte('{')
+		for i := range n {
+			if i > 0 {
+				want.WriteByte(',')
+			}
+			k := fmt.Sprintf("k%03d", i)
+			fmt.Fprintf(&want, "%q:%q", k, fields[k])
+		}
+		want.WriteByte('}')
+		if n == 0 {
+			if raw.Fields != nil {
+				t.Errorf("no fields, yet %s", raw.Fields)
+			}
+			continue
+		}
+		if string(raw.Fields) != want.String() {
+			t.Errorf("%d fields:\n got %s\nwant %s", n, raw.Fields, want.String())
+		}
 	}
 }
 
