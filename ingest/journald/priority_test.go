@@ -4,6 +4,7 @@ package journald_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -11,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logstream/logstream/bus/bustest"
 	"github.com/logstream/logstream/ingest/journald"
+	"github.com/logstream/logstream/ingest/journald/journaldtest"
 )
 
 // threadNices returns the nice value of every thread of this process, by
@@ -53,12 +56,8 @@ func lowered(t *testing.T, own int) map[int]int {
 	return out
 }
 
-// TestReaderPriority: with reader_nice the thread that reads the journal,
-// and only it, runs that many nice levels below the process; when the
-// source stops, its priority is restored (the tests run as root, who may)
-// before it runs other goroutines. With reader_nice 0 no thread is
-// lowered.
-func TestReaderPriority(t *testing.T) {
+// processNice returns the nice value of the process (its main thread).
+func processNice(t *testing.T) int {
 	raw, err := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -67,6 +66,13 @@ func TestReaderPriority(t *testing.T) {
 	if own > 12 {
 		t.Fatalf("the tests run at nice %d: run them at nice 12 or less, so that nice+7 can be told apart", own)
 	}
+	return own
+}
+
+// runLowered runs a source with reader_nice 7 and checks that the thread
+// that reads the journal, and only it, runs 7 nice levels below the
+// process while the source runs.
+func runLowered(t *testing.T, own int) {
 	if l := lowered(t, own); len(l) > 0 {
 		t.Fatalf("threads at another nice value than the process's %d before the source started: %v", own, l)
 	}
@@ -84,15 +90,72 @@ func TestReaderPriority(t *testing.T) {
 		}
 	}
 	h.stop()
-	if l := lowered(t, own); len(l) > 0 {
-		t.Errorf("threads still lowered after the source stopped: %v", l)
-	}
 
 	h.cfg.ReaderNice = new(0)
 	h.start()
 	h.sendSeq(100, 200)
 	checkSeqs(t, h.collect(200, 20*time.Second), 200)
+	h.stop()
+}
+
+// TestReaderPriority: with reader_nice the thread that reads the journal,
+// and only it, runs that many nice levels below the process; when the
+// source stops, its priority is restored (the tests run as root, who may)
+// before it runs other goroutines. With reader_nice 0 no thread is
+// lowered.
+func TestReaderPriority(t *testing.T) {
+	own := processNice(t)
+	runLowered(t, own)
 	if l := lowered(t, own); len(l) > 0 {
-		t.Errorf("reader_nice 0, yet threads at another nice value than the process's %d: %v", own, l)
+		t.Errorf("threads still lowered after the sources stopped: %v", l)
 	}
+}
+
+// TestReaderPriorityUnprivileged: without CAP_SYS_NICE (as logstreamd.service
+// runs) the reading thread's priority cannot be restored, so the thread
+// ends with the source instead of running other goroutines lowered. The
+// test runs itself again under setpriv without that capability.
+func TestReaderPriorityUnprivileged(t *testing.T) {
+	if os.Getenv("LOGSTREAM_TEST_NO_SYS_NICE") == "" {
+		journaldtest.Need(t, "setpriv")
+		cmd := exec.Command("setpriv", "--inh-caps=-sys_nice", "--bounding-set=-sys_nice",
+			os.Args[0], "-test.run=^TestReaderPriorityUnprivileged$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), "LOGSTREAM_TEST_NO_SYS_NICE=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestReaderPriorityUnprivileged") {
+			t.Fatalf("the test without CAP_SYS_NICE: %v\n%s", err, out)
+		}
+		return
+	}
+	if capEff(t)&(1<<23) != 0 {
+		t.Fatal("setpriv did not take CAP_SYS_NICE away")
+	}
+	own := processNice(t)
+	runLowered(t, own)
+	// The main thread cannot end: Go parks it for good instead, so it may
+	// stay lowered without running anything.
+	bustest.WaitFor(t, 10*time.Second, "the lowered reader thread to end", func() bool {
+		l := lowered(t, own)
+		delete(l, os.Getpid())
+		return len(l) == 0
+	})
+}
+
+// capEff returns the effective capability set of this process.
+func capEff(t *testing.T) uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no CapEff in /proc/self/status")
+	return 0
 }
