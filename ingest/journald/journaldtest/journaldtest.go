@@ -33,6 +33,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -200,11 +201,27 @@ func (j *Journald) startE() error {
 	// Its own process group (a ^C to the test does not stop it before the
 	// test's cleanup), and stopped if the test process dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
+	// The kernel sends Pdeathsig when the thread that forked the child
+	// ends, not the process, and Go ends the thread of a goroutine that
+	// exits locked to it (the journald source's reader does when it cannot
+	// restore its priority). So fork from a thread this goroutine holds
+	// until journald has exited.
+	started := make(chan error, 1)
+	exited := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	if err := <-started; err != nil {
 		return fmt.Errorf("journaldtest: start systemd-journald: %w", err)
 	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
 	j.cmd, j.exited = cmd, exited
 	deadline := time.Now().Add(20 * time.Second)
 	for {
