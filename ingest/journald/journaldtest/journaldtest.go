@@ -86,7 +86,7 @@ func Need(t testing.TB, programs ...string) {
 	t.Helper()
 	pkgs := map[string]string{
 		"journalctl": "systemd", "systemd-cat": "systemd", "logger": "bsdutils",
-		"unshare": "util-linux", "setpriv": "util-linux", "mount": "mount",
+		"unshare": "util-linux", "setpriv": "util-linux", "mount": "mount", "gcc": "gcc",
 	}
 	for _, p := range programs {
 		if _, err := exec.LookPath(p); err != nil {
