@@ -70,7 +70,7 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 	jsonOut := fs.Bool("json", false, "print the results as JSON")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of each case and round to this prefix: PREFIX.CASE.ROUND")
 	caseList := fs.String("cases", strings.Join(journaldBenchCases, ","), "comma-separated cases to run, in this order within each round")
-	readerNice := fs.Int("reader-nice", journald.DefaultReaderNice, "the source's journald.reader_nice (0-19)")
+	readerNice := fs.Int("reader-nice", -1, "the source's journald.reader_nice (0-19); -1: the daemon's default (10 publishing to JetStream, 0 to core NATS)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -78,8 +78,8 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	if *readerNice < 0 || *readerNice > 19 {
-		return fmt.Errorf("-reader-nice: %d out of range 0-19", *readerNice)
+	if *readerNice < -1 || *readerNice > 19 {
+		return fmt.Errorf("-reader-nice: %d out of range 0-19 (or -1 for the default)", *readerNice)
 	}
 	if _, err := exec.LookPath("journalctl"); err != nil {
 		return errors.New("journalctl not found: install the Debian package systemd")
@@ -355,7 +355,9 @@ func runJournaldSource(ctx context.Context, dir, match string, n, readerNice int
 	defer os.RemoveAll(state)
 	cfg := journald.DefaultConfig()
 	cfg.Enabled, cfg.Path, cfg.Start, cfg.ExcludeUnits = journald.On, dir, "head", []string{}
-	cfg.ReaderNice = &readerNice
+	if readerNice >= 0 {
+		cfg.ReaderNice = &readerNice
+	}
 	if match != "" {
 		cfg.Matches.Fields = []string{match}
 	}
@@ -486,6 +488,10 @@ func (s journaldBareSink) Publish(_ context.Context, e bus.Entry) error {
 }
 
 func (s journaldBareSink) Flush(ctx context.Context) error { return s.p.Wait(ctx) }
+
+// JetStream gives the source the reader_nice default of JetStream mode,
+// as the bus publisher does in the source-jetstream case.
+func (journaldBareSink) JetStream() bool { return true }
 
 // benchJournaldReadBare reads the journal as the source does and
 // publishes with nats.go's async publisher.

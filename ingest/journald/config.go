@@ -104,8 +104,10 @@ type Config struct {
 	// journal is the buffer: reading gives way to publishing and to the
 	// embedded server storing what was read, which on a busy small
 	// machine moves more entries a second. 0 reads at the daemon's own
-	// priority. Default 10.
-	ReaderNice *int `yaml:"reader_nice"`
+	// priority. Unset (nil): DefaultReaderNice when the sink publishes to
+	// JetStream (its JetStream method says so), else 0 — in core-NATS
+	// mode reading is most of the work and sets the rate.
+	ReaderNice *int `yaml:"reader_nice,omitempty"`
 }
 
 // Matches select entries. Units and identifiers are alternatives (an
@@ -141,11 +143,11 @@ func DefaultConfig() Config {
 		Fields:         append([]string(nil), DefaultFields...),
 		DefaultLevel:   "info",
 		MaxFieldBytes:  64 << 10,
-		ReaderNice:     new(DefaultReaderNice),
 	}
 }
 
-// DefaultReaderNice is the default of Config.ReaderNice.
+// DefaultReaderNice is the default of Config.ReaderNice when the sink
+// publishes to JetStream.
 const DefaultReaderNice = 10
 
 // withDefaults fills zero fields from DefaultConfig. A nil ExcludeUnits or
@@ -172,9 +174,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxFieldBytes == 0 {
 		c.MaxFieldBytes = d.MaxFieldBytes
-	}
-	if c.ReaderNice == nil {
-		c.ReaderNice = d.ReaderNice
 	}
 	return c
 }
@@ -304,8 +303,8 @@ func (c *Config) Validate() error {
 	if v.MaxFieldBytes < 1024 || v.MaxFieldBytes > 64<<20 {
 		return fmt.Errorf("journald.max_field_bytes: %v out of range 1KiB-64MiB", v.MaxFieldBytes)
 	}
-	if n := *v.ReaderNice; n < 0 || n > 19 {
-		return fmt.Errorf("journald.reader_nice: %d out of range 0-19 (raising the priority needs privileges logstreamd does not ask for)", n)
+	if n := v.ReaderNice; n != nil && (*n < 0 || *n > 19) {
+		return fmt.Errorf("journald.reader_nice: %d out of range 0-19 (raising the priority needs privileges logstreamd does not ask for)", *n)
 	}
 	return nil
 }

@@ -223,17 +223,22 @@ func TestConfigYAML(t *testing.T) {
 	if d := cfg.withDefaults(); len(d.Fields) != 0 || len(d.ExcludeUnits) != 0 {
 		t.Errorf("empty lists became %v and %v", d.Fields, d.ExcludeUnits)
 	}
-	// reader_nice absent: the default; 0 given: 0.
+	// reader_nice absent: unset (Run decides by the sink's mode; see
+	// TestReaderPriorityDefault); 0 given: 0.
 	for _, c := range []struct {
 		yaml string
-		want int
-	}{{"start: head", DefaultReaderNice}, {"reader_nice: 0", 0}, {"reader_nice: 3", 3}} {
+		want int // -1: unset
+	}{{"start: head", -1}, {"reader_nice: 0", 0}, {"reader_nice: 3", 3}} {
 		var cfg Config
 		if err := yaml.Unmarshal([]byte(c.yaml), &cfg); err != nil {
 			t.Fatal(err)
 		}
-		if got := *cfg.withDefaults().ReaderNice; got != c.want {
-			t.Errorf("%q: reader_nice %d, want %d", c.yaml, got, c.want)
+		got := -1
+		if n := cfg.withDefaults().ReaderNice; n != nil {
+			got = *n
+		}
+		if got != c.want {
+			t.Errorf("%q: reader_nice %d, want %d (-1: unset)", c.yaml, got, c.want)
 		}
 	}
 	out, err := yaml.Marshal(DefaultConfig())

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logstream/logstream/bus"
 	"github.com/logstream/logstream/bus/bustest"
 	"github.com/logstream/logstream/ingest/journald"
 	"github.com/logstream/logstream/ingest/journald/journaldtest"
@@ -107,6 +108,37 @@ func TestReaderPriority(t *testing.T) {
 	runLowered(t, own)
 	if l := lowered(t, own); len(l) > 0 {
 		t.Errorf("threads still lowered after the sources stopped: %v", l)
+	}
+}
+
+// TestReaderPriorityDefault: without reader_nice the reading thread runs
+// DefaultReaderNice levels lower when the bus publishes to JetStream (the
+// embedded server's storing sets the rate), and at the process's priority
+// in core-NATS mode (reading sets the rate).
+func TestReaderPriorityDefault(t *testing.T) {
+	own := processNice(t)
+	for _, c := range []struct {
+		name string
+		bus  []func(*bus.Config)
+		want int // nice levels below the process; 0: no thread lowered
+	}{{"jetstream", nil, journald.DefaultReaderNice}, {"core", []func(*bus.Config){bustest.CoreMode}, 0}} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, harnessOpts{bus: c.bus}, func(cfg *journald.Config) { cfg.ReaderNice = nil })
+			h.start() // returns once the source follows the journal: after it lowered its thread
+			l := lowered(t, own)
+			switch {
+			case c.want == 0 && len(l) != 0:
+				t.Errorf("threads lowered in core-NATS mode: %v", l)
+			case c.want != 0 && len(l) != 1:
+				t.Errorf("threads at another nice value than the process's %d: %v, want one at %d", own, l, own+c.want)
+			}
+			for _, n := range l {
+				if c.want != 0 && n != min(own+c.want, 19) {
+					t.Errorf("reader thread at nice %d, want %d", n, own+c.want)
+				}
+			}
+			h.stop()
+		})
 	}
 }
 
