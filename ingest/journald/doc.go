@@ -43,9 +43,9 @@
 // publishing and the embedded server's storing leave, and the journal
 // holds what is not read yet. In core-NATS mode reading is most of the
 // work and sets the rate, so it keeps the daemon's priority. When the
-// source stops, the thread's
-// priority is restored before it runs other goroutines; where that is not
-// permitted (it needs CAP_SYS_NICE), the thread ends with the goroutine.
+// source stops, the thread's priority is restored before it runs other
+// goroutines; where that is not permitted (it needs CAP_SYS_NICE), the
+// thread ends with the goroutine.
 // The calling goroutine decodes each batch into entries and publishes
 // them; Publish blocks when the bus's in-flight window is full, the pool
 // runs dry, and reading stops — the source blocks when the publisher

@@ -69,6 +69,29 @@ func processNice(t *testing.T) int {
 	return own
 }
 
+// expectLowered checks that exactly one thread (the reader) runs by nice
+// levels below the process's own, capped at 19; with by 0, that none is
+// lowered.
+func expectLowered(t *testing.T, own, by int) {
+	t.Helper()
+	l := lowered(t, own)
+	if by == 0 {
+		if len(l) != 0 {
+			t.Fatalf("threads at another nice value than the process's %d: %v, want none", own, l)
+		}
+		return
+	}
+	want := min(own+by, 19)
+	if len(l) != 1 {
+		t.Fatalf("threads at another nice value than the process's %d while reading: %v, want one at %d", own, l, want)
+	}
+	for _, n := range l {
+		if n != want {
+			t.Errorf("reader thread at nice %d, want %d", n, want)
+		}
+	}
+}
+
 // runLowered runs a source with reader_nice 7 and checks that the thread
 // that reads the journal, and only it, runs 7 nice levels below the
 // process while the source runs.
@@ -80,15 +103,7 @@ func runLowered(t *testing.T, own int) {
 	h.start()
 	h.sendSeq(0, 100)
 	checkSeqs(t, h.collect(100, 20*time.Second), 100)
-	l := lowered(t, own)
-	if len(l) != 1 {
-		t.Fatalf("threads at another nice value than the process's %d while reading: %v, want one at %d", own, l, own+7)
-	}
-	for _, n := range l {
-		if n != own+7 {
-			t.Errorf("reader thread at nice %d, want %d", n, own+7)
-		}
-	}
+	expectLowered(t, own, 7)
 	h.stop()
 
 	h.cfg.ReaderNice = new(0)
@@ -125,18 +140,7 @@ func TestReaderPriorityDefault(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			h := newHarness(t, harnessOpts{bus: c.bus}, func(cfg *journald.Config) { cfg.ReaderNice = nil })
 			h.start() // returns once the source follows the journal: after it lowered its thread
-			l := lowered(t, own)
-			switch {
-			case c.want == 0 && len(l) != 0:
-				t.Errorf("threads lowered in core-NATS mode: %v", l)
-			case c.want != 0 && len(l) != 1:
-				t.Errorf("threads at another nice value than the process's %d: %v, want one at %d", own, l, own+c.want)
-			}
-			for _, n := range l {
-				if c.want != 0 && n != min(own+c.want, 19) {
-					t.Errorf("reader thread at nice %d, want %d", n, own+c.want)
-				}
-			}
+			expectLowered(t, own, c.want)
 			h.stop()
 		})
 	}
