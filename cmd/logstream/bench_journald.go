@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,6 +70,7 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 	rounds := fs.Int("rounds", 1, "times to run every case")
 	jsonOut := fs.Bool("json", false, "print the results as JSON")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of each case and round to this prefix: PREFIX.CASE.ROUND")
+	traceOut := fs.String("trace", "", "write a Go execution trace of each case and round (go tool trace) to this prefix: PREFIX.CASE.ROUND")
 	caseList := fs.String("cases", strings.Join(journaldBenchCases, ","), "comma-separated cases to run, in this order within each round")
 	readerNice := fs.Int("reader-nice", -1, "the source's journald.reader_nice (0-19); -1: the daemon's default (10 publishing to JetStream, 0 to core NATS)")
 	if err := fs.Parse(args); err != nil {
@@ -110,7 +112,7 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 			}
 			var d, cpu time.Duration
 			quiesce()
-			stopProfile, err := startProfile(*cpuprofile, c, round)
+			stopProfile, err := startProfile(*cpuprofile, *traceOut, c, round)
 			if err != nil {
 				return err
 			}
@@ -206,21 +208,41 @@ func medianRatio(results []journaldBenchCase, a, b string) float64 {
 	return ratios[len(ratios)/2]
 }
 
-// startProfile writes a CPU profile to prefix.name.round until stop is
-// called; nothing when prefix is "".
-func startProfile(prefix, name string, round int) (stop func(), err error) {
-	if prefix == "" {
-		return func() {}, nil
+// startProfile writes a CPU profile to cpuPrefix.name.round and an
+// execution trace to tracePrefix.name.round until stop is called; nothing
+// for a prefix that is "".
+func startProfile(cpuPrefix, tracePrefix, name string, round int) (stop func(), err error) {
+	var files []*os.File
+	stop = func() {
+		if cpuPrefix != "" {
+			pprof.StopCPUProfile()
+		}
+		if tracePrefix != "" {
+			trace.Stop()
+		}
+		for _, f := range files {
+			f.Close()
+		}
 	}
-	f, err := os.Create(fmt.Sprintf("%s.%s.%d", prefix, name, round+1))
-	if err != nil {
-		return nil, err
+	for _, p := range []struct {
+		prefix string
+		start  func(io.Writer) error
+	}{{cpuPrefix, pprof.StartCPUProfile}, {tracePrefix, trace.Start}} {
+		if p.prefix == "" {
+			continue
+		}
+		f, err := os.Create(fmt.Sprintf("%s.%s.%d", p.prefix, name, round+1))
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		files = append(files, f)
+		if err := p.start(f); err != nil {
+			stop()
+			return nil, err
+		}
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	return stop, nil
 }
 
 // quiesce starts a case on a quiet machine: the previous case's stream

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -38,12 +40,15 @@ func TestBenchJournald(t *testing.T) {
 
 // TestBenchJournaldCases runs only the cases -cases names, in its order,
 // in every round, and refuses a name it does not know; -reader-nice takes
-// 0-19, or -1 (the default: the daemon's).
+// 0-19, or -1 (the default: the daemon's); -cpuprofile and -trace write a
+// profile and an execution trace of every case and round.
 func TestBenchJournaldCases(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out, errOut bytes.Buffer
-	if err := runBenchJournald(ctx, []string{"-entries", "2000", "-rounds", "2", "-cases", "bare-jetstream,source-jetstream", "-reader-nice", "0", "-json"}, &out, &errOut); err != nil {
+	prof := t.TempDir()
+	if err := runBenchJournald(ctx, []string{"-entries", "2000", "-rounds", "2", "-cases", "bare-jetstream,source-jetstream", "-reader-nice", "0", "-json",
+		"-cpuprofile", filepath.Join(prof, "cpu"), "-trace", filepath.Join(prof, "trace")}, &out, &errOut); err != nil {
 		t.Fatalf("bench journald: %v\n%s", err, errOut.String())
 	}
 	var res []journaldBenchCase
@@ -57,6 +62,15 @@ func TestBenchJournaldCases(t *testing.T) {
 	for i, r := range res {
 		if r.Name != want[i] || r.Entries != 2000 || r.Rate <= 0 {
 			t.Errorf("result %d: %+v, want case %s", i, r, want[i])
+		}
+	}
+	for _, c := range want {
+		for _, p := range []struct{ prefix, magic string }{{"cpu", "\x1f\x8b"}, {"trace", "go 1."}} {
+			f := filepath.Join(prof, p.prefix+"."+c+".2")
+			b, err := os.ReadFile(f)
+			if err != nil || !bytes.HasPrefix(b, []byte(p.magic)) {
+				t.Errorf("%s: %v, %d bytes, want a file starting with %q", f, err, len(b), p.magic)
+			}
 		}
 	}
 	for _, bad := range []string{"source-jetstream,nope", "source-core,source-core", ""} {
