@@ -357,6 +357,14 @@ type journaldCountingSink struct {
 	done      chan struct{}
 }
 
+// JetStream passes on the wrapped sink's answer: the source picks its
+// reader_nice default by asking the sink, and the benchmark must read as
+// the daemon does in the same mode.
+func (c *journaldCountingSink) JetStream() bool {
+	js, ok := c.Sink.(interface{ JetStream() bool })
+	return ok && js.JetStream()
+}
+
 func (c *journaldCountingSink) Publish(ctx context.Context, e bus.Entry) error {
 	if err := c.Sink.Publish(ctx, e); err != nil {
 		return err

@@ -4,12 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/logstream/logstream/bus"
+	"github.com/logstream/logstream/ingest/journald"
 )
 
 // TestBenchJournald runs logstream bench journald on a small journal: every
@@ -83,6 +89,76 @@ func TestBenchJournaldCases(t *testing.T) {
 		err := runBenchJournald(ctx, []string{"-reader-nice", bad}, &out, &errOut)
 		if err == nil || !strings.Contains(err.Error(), "-reader-nice") {
 			t.Errorf("-reader-nice %s: %v, want an error naming -reader-nice", bad, err)
+		}
+	}
+}
+
+// niceProbe is a sink that records, at the first entry, the highest nice
+// value among the process's threads, and says it publishes to JetStream
+// when jetStream is set.
+type niceProbe struct {
+	t         *testing.T
+	jetStream bool
+	once      sync.Once
+	maxNice   int
+}
+
+func (p *niceProbe) Publish(context.Context, bus.Entry) error {
+	p.once.Do(func() { p.maxNice = maxThreadNice(p.t) })
+	return nil
+}
+func (*niceProbe) Flush(context.Context) error { return nil }
+func (p *niceProbe) JetStream() bool           { return p.jetStream }
+
+// maxThreadNice reads the nice value of every thread of this process.
+func maxThreadNice(t *testing.T) int {
+	tasks, err := filepath.Glob("/proc/self/task/*/stat")
+	if err != nil || len(tasks) == 0 {
+		t.Fatalf("list threads: %v", err)
+	}
+	top := -20
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread ended
+		}
+		// After the command name in parentheses: state is field 3,
+		// nice field 19.
+		fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		n, err := strconv.Atoi(fields[16])
+		if err != nil {
+			t.Fatalf("%s: nice %q: %v", f, fields[16], err)
+		}
+		top = max(top, n)
+	}
+	return top
+}
+
+// TestBenchJournaldReaderNice checks that the source cases read as the
+// daemon does in their mode: the counting sink the benchmark wraps around
+// the publisher must not hide that it publishes to JetStream, or the
+// source-jetstream case would read at the daemon's core-NATS priority.
+func TestBenchJournaldReaderNice(t *testing.T) {
+	if own := maxThreadNice(t); own != 0 {
+		t.Skipf("the tests run at nice %d; the reader's default is relative to 0", own)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	jd, err := benchJournaldWrite(ctx, 300, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer jd.Close()
+	for _, c := range []struct {
+		jetStream bool
+		want      int
+	}{{true, journald.DefaultReaderNice}, {false, 0}} {
+		p := &niceProbe{t: t, jetStream: c.jetStream}
+		if _, _, err := runJournaldSource(ctx, jd.Dir, "TEST_ID=bench", 300, -1, p); err != nil {
+			t.Fatal(err)
+		}
+		if p.maxNice != c.want {
+			t.Errorf("JetStream %v: the reading thread at nice %d, want %d", c.jetStream, p.maxNice, c.want)
 		}
 	}
 }
