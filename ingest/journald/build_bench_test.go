@@ -58,7 +58,7 @@ func BenchmarkDecode(b *testing.B) {
 		b.Fatal(err)
 	}
 	sink := &nopSink{}
-	r := newReader(s, sink, newCommitter(s, sink))
+	r := newReader(s, sink, newCommitter(s, sink), nil)
 	const n = 256
 	buf := benchRecords(s, n)
 	now := time.Now()
@@ -79,7 +79,7 @@ func BenchmarkDecodeEncode(b *testing.B) {
 		b.Fatal(err)
 	}
 	sink := &encodeSink{}
-	r := newReader(s, sink, newCommitter(s, sink))
+	r := newReader(s, sink, newCommitter(s, sink), nil)
 	const n = 256
 	buf := benchRecords(s, n)
 	now := time.Now()

@@ -36,8 +36,14 @@
 // # Concurrency
 //
 // Run uses three goroutines. One, locked to its OS thread, owns the
-// journal: it reads batches of records into a small pool of buffers
-// (pipelineBuffers × batchEntries entries ahead at most). Its thread runs
+// journal: it reads batches of records into a ring of C buffers
+// (pipelineBuffers × batchEntries entries ahead at most, sdj.Ring). While
+// the journal has entries and a buffer is free it stays inside one cgo
+// call (sdj.Journal.Pump), handing each filled buffer over by its index on
+// a pipe and taking freed ones back the same way, so once the runtime's
+// sysmon has taken its P (a goroutine in a cgo call keeps it until then)
+// it holds none of the Go scheduler's Ps: publishing and the embedded
+// server keep every P, and the reader gets the CPU time they leave. Its thread runs
 // reader_nice nice levels below the daemon (default 10 when the sink
 // publishes to JetStream, 0 in core-NATS mode): reading takes the CPU that
 // publishing and the embedded server's storing leave, and the journal
@@ -47,7 +53,7 @@
 // goroutines; where that is not permitted (it needs CAP_SYS_NICE), the
 // thread ends with the goroutine.
 // The calling goroutine decodes each batch into entries and publishes
-// them; Publish blocks when the bus's in-flight window is full, the pool
+// them; Publish blocks when the bus's in-flight window is full, the ring
 // runs dry, and reading stops — the source blocks when the publisher
 // blocks. After each batch it offers the cursor of the last entry it
 // published to the committer, the third goroutine, which calls the sink's

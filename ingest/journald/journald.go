@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -68,13 +69,6 @@ const (
 	initialBuf      = 1 << 20 // bytes of a read buffer, grown for a larger entry
 	maxBuf          = 256 << 20
 )
-
-// batch is a buffer of records read from the journal.
-type batch struct {
-	buf  []byte
-	used int
-	now  time.Time
-}
 
 // Source follows the journal. Build it with New; Run it once.
 type Source struct {
@@ -401,10 +395,17 @@ func (s *Source) Run(ctx context.Context, sink Sink) error {
 // pipelineBuffers bound what is read ahead, so the reader stops when
 // Publish blocks.
 func (s *Source) follow(ctx context.Context, sink Sink, com *committer) error {
-	r := newReader(s, sink, com)
+	ring, err := sdj.NewRing(pipelineBuffers, initialBuf)
+	if err != nil {
+		return err
+	}
+	defer ring.Close()
+	r := newReader(s, sink, com, ring)
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	readerDone := make(chan struct{})
 	go func() {
+		defer close(readerDone)
 		// Every sd_journal call comes from this thread, run at a lower
 		// priority. It goes back to run other goroutines only once its
 		// priority is restored; otherwise it stays locked and ends with
@@ -416,12 +417,27 @@ func (s *Source) follow(ctx context.Context, sink Sink, com *committer) error {
 		if restore == nil || restore() == nil {
 			runtime.UnlockOSThread()
 		}
-		close(r.full) // Run returns after this
+		ring.CloseWriter() // Run returns after this
 	}()
-	var pubErr error
-	for b := range r.full {
+	var pubErr, ringErr error
+	for {
+		i, err := ring.Next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				ringErr = fmt.Errorf("journal read buffers: %w", err)
+			}
+			break
+		}
 		if pubErr == nil {
-			err := sdj.Records(b.buf[:b.used], func(rec *sdj.Record) error { return r.handle(pctx, rec, b.now) })
+			buf, res, now := ring.Slot(i)
+			if res.Skipped > 0 {
+				s.m.unreadable.Add(float64(res.Skipped))
+			}
+			if res.N > 0 {
+				s.m.read.Add(float64(res.N))
+				r.com.noteRead(res.LastRealtime)
+			}
+			err := sdj.Records(buf, func(rec *sdj.Record) error { return r.handle(pctx, rec, now) })
 			r.flushCounts()
 			r.offer()
 			if err != nil {
@@ -429,7 +445,13 @@ func (s *Source) follow(ctx context.Context, sink Sink, com *committer) error {
 				cancel()
 			}
 		}
-		r.free <- b
+		ring.Release(i)
+	}
+	// The ring is freed when follow returns: the reader must be done.
+	cancel()
+	<-readerDone
+	if ringErr != nil {
+		return ringErr
 	}
 	if pubErr != nil && ctx.Err() == nil && !errors.Is(pubErr, bus.ErrClosed) && !errors.Is(pubErr, context.Canceled) {
 		return fmt.Errorf("publish: %w", pubErr)
@@ -502,21 +524,14 @@ func (r *reader) readLoop(ctx context.Context) {
 
 // sync waits until every buffer is back from the publishing goroutine.
 func (r *reader) sync(ctx context.Context) bool {
-	held := make([]*batch, 0, pipelineBuffers)
-	defer func() {
-		for _, b := range held {
-			r.free <- b
-		}
-	}()
-	for len(held) < pipelineBuffers {
-		select {
-		case b := <-r.free:
-			held = append(held, b)
-		case <-ctx.Done():
-			return false
-		}
+	stop := context.AfterFunc(ctx, r.ring.Wake)
+	defer stop()
+	ok, err := r.ring.Collect()
+	if err != nil {
+		r.s.log.Error("waiting for the read buffers failed", "err", err)
+		return false
 	}
-	return true
+	return ok && ctx.Err() == nil
 }
 
 // reader is the state of the goroutine that owns the journal.
@@ -536,8 +551,7 @@ type reader struct {
 	lastSeq   uint64
 	haveSeq   bool
 
-	full chan *batch // read, to publish
-	free chan *batch // published, to read into
+	ring *sdj.Ring // read buffers
 
 	idb     []byte
 	fields  map[string]string // Entry.Fields, reused
@@ -552,13 +566,8 @@ type reader struct {
 	nExcluded, nLost, nTruncated, nFieldsDropped uint64
 }
 
-func newReader(s *Source, sink Sink, com *committer) *reader {
-	r := &reader{s: s, sink: sink, com: com, strs: make(map[string]string, 256), last: make([]string, len(s.names)),
-		full: make(chan *batch, pipelineBuffers), free: make(chan *batch, pipelineBuffers)}
-	for range pipelineBuffers {
-		r.free <- &batch{buf: make([]byte, initialBuf)}
-	}
-	return r
+func newReader(s *Source, sink Sink, com *committer, ring *sdj.Ring) *reader {
+	return &reader{s: s, sink: sink, com: com, strs: make(map[string]string, 256), last: make([]string, len(s.names)), ring: ring}
 }
 
 // session opens the journal, positions it, and reads until ctx ends or an
@@ -576,49 +585,23 @@ func (r *reader) session(ctx context.Context, first bool) error {
 		return err
 	}
 	for {
-		// Checked first: a select with a free buffer ready may not pick
-		// ctx.Done, and the wake-up that told of it is consumed.
 		if ctx.Err() != nil {
 			return nil
 		}
-		var b *batch
-		select {
-		case b = <-r.free:
-		case <-ctx.Done():
-			return nil
-		}
-		res, err := j.Read(b.buf, batchEntries)
-		if errors.Is(err, sdj.ErrNoBuffer) {
-			if len(b.buf) < maxBuf {
-				b.buf = make([]byte, 2*len(b.buf))
-			} else {
-				// One entry over maxBuf: skip it.
-				s.m.dropped.WithLabelValues("too_large").Inc()
-				if ok, err := j.Next(); err != nil {
-					r.free <- b
-					return err
-				} else if ok {
-					j.Current()
-				}
-			}
-			r.free <- b
-			continue
-		}
-		if res.Skipped > 0 {
-			s.m.unreadable.Add(float64(res.Skipped))
-		}
-		if res.N > 0 {
-			s.m.read.Add(float64(res.N))
-			r.com.noteRead(res.LastRealtime)
-			b.used, b.now = res.Used, time.Now()
-			r.full <- b // never blocks: full has room for every buffer
-		} else {
-			r.free <- b
-		}
+		ev, err := j.Pump(r.ring, batchEntries, maxBuf)
 		if err != nil {
 			return err
 		}
-		if res.EOF {
+		switch ev {
+		case sdj.PumpTooLarge:
+			// One entry over maxBuf: skip it.
+			s.m.dropped.WithLabelValues("too_large").Inc()
+			if ok, err := j.Next(); err != nil {
+				return err
+			} else if ok {
+				j.Current()
+			}
+		case sdj.PumpEnd:
 			if _, err := j.Wait(-1); err != nil {
 				return err
 			}

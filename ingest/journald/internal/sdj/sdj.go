@@ -1,14 +1,16 @@
 // Package sdj is a minimal reader of the systemd journal built for
 // throughput: libsystemd is loaded at run time with dlopen (the binary does
 // not link it, so a host without it still runs the daemon), and one cgo
-// call reads a whole batch of entries into a Go buffer, copying only the
-// fields the caller asked for. Records in the buffer are decoded with
-// Records, which is pure Go.
+// call reads a whole batch of entries into a buffer, copying only the
+// fields the caller asked for (Read), or keeps reading batches into the
+// free buffers of a Ring for as long as there are entries (Pump). Records
+// in a buffer are decoded with Records, which is pure Go.
 //
 // Concurrency: a Journal is not safe for concurrent use, and libsystemd's
 // sd_journal object must stay on one OS thread: open it, use it and close
 // it from one goroutine that called runtime.LockOSThread. Only Wake may be
-// called from any goroutine.
+// called from any goroutine. A Ring is shared by that goroutine (Pump,
+// Collect, CloseWriter) and one consuming goroutine (Next, Slot, Release).
 //
 // Without cgo (or off Linux) every function returns ErrUnavailable.
 package sdj

@@ -378,13 +378,199 @@ static int ls_add_match(ls_reader *r, const void *d, size_t l) { return ls_fn.ad
 static int ls_add_disjunction(ls_reader *r) { return ls_fn.add_disjunction(r->j); }
 static int ls_add_conjunction(ls_reader *r) { return ls_fn.add_conjunction(r->j); }
 static void ls_flush_matches(ls_reader *r) { ls_fn.flush_matches(r->j); }
+
+// A ring is the set of read buffers shared with the publishing side:
+// ls_pump fills free slots and names each filled one on full_w; the
+// publisher names each slot it is done with on free_w. Both pipes carry
+// one byte (the slot index) a batch.
+typedef struct {
+	unsigned char *buf;
+	size_t cap;
+	ls_result res;
+	int64_t now_sec, now_nsec; // CLOCK_REALTIME when the batch was read
+} ls_slot;
+
+typedef struct {
+	int n;
+	ls_slot *slots;
+	int full_r, full_w, free_r, free_w;
+	int wake_r, wake_w; // wakes ls_collect
+} ls_ring;
+
+static void ls_ring_free(ls_ring *g) {
+	if (!g)
+		return;
+	for (int i = 0; i < g->n; i++)
+		free(g->slots[i].buf);
+	free(g->slots);
+	int fds[6] = {g->full_r, g->full_w, g->free_r, g->free_w, g->wake_r, g->wake_w};
+	for (int i = 0; i < 6; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	free(g);
+}
+
+static int ls_ring_new(int n, size_t size, ls_ring **out) {
+	if (n < 1 || n > 256 || size < 1)
+		return -EINVAL;
+	ls_ring *g = calloc(1, sizeof *g);
+	if (!g)
+		return -ENOMEM;
+	g->full_r = g->full_w = g->free_r = g->free_w = g->wake_r = g->wake_w = -1;
+	g->slots = calloc(n, sizeof *g->slots);
+	if (!g->slots) {
+		ls_ring_free(g);
+		return -ENOMEM;
+	}
+	g->n = n;
+	for (int i = 0; i < n; i++) {
+		if (!(g->slots[i].buf = malloc(size))) {
+			ls_ring_free(g);
+			return -ENOMEM;
+		}
+		g->slots[i].cap = size;
+	}
+	int *ends[3][2] = {{&g->full_r, &g->full_w}, {&g->free_r, &g->free_w}, {&g->wake_r, &g->wake_w}};
+	for (int i = 0; i < 3; i++) {
+		int p[2];
+		if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
+			int k = -errno;
+			ls_ring_free(g);
+			return k;
+		}
+		*ends[i][0] = p[0];
+		*ends[i][1] = p[1];
+	}
+	for (int i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)i;
+		if (write(g->free_w, &c, 1) != 1) {
+			int k = -errno;
+			ls_ring_free(g);
+			return k;
+		}
+	}
+	*out = g;
+	return 0;
+}
+
+// ls_woken reports (and consumes) bytes on the wake pipe wake_r.
+static int ls_woken(int wake_r) {
+	char b[64];
+	int w = 0;
+	while (read(wake_r, b, sizeof b) > 0)
+		w = 1;
+	return w;
+}
+
+// ls_take waits for a free slot; -1 when woken (a byte on wake_r), -2 -
+// errno on error.
+static int ls_take(int wake_r, ls_ring *g) {
+	for (;;) {
+		unsigned char c;
+		ssize_t k = read(g->free_r, &c, 1);
+		if (k == 1)
+			return c;
+		if (k < 0 && errno != EAGAIN && errno != EINTR)
+			return -2 - errno;
+		struct pollfd p[2] = {{.fd = g->free_r, .events = POLLIN}, {.fd = wake_r, .events = POLLIN}};
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			return -2 - errno;
+		if ((p[1].revents & POLLIN) && ls_woken(wake_r))
+			return -1;
+	}
+}
+
+static int ls_give(int fd, int idx) {
+	unsigned char c = (unsigned char)idx;
+	for (;;) {
+		if (write(fd, &c, 1) == 1)
+			return 0;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+// ls_pump reads batches of up to max entries into free slots of g, handing
+// each to the publisher, until the end of the journal (0), a wake-up (1),
+// an entry larger than max_buf (2), or an error (negative errno; a batch
+// read before the error is handed over first).
+static int ls_pump(ls_reader *r, ls_ring *g, int max, size_t max_buf) {
+	for (;;) {
+		if (ls_woken(r->wake_r))
+			return 1;
+		int i = ls_take(r->wake_r, g);
+		if (i == -1)
+			return 1;
+		if (i < -1)
+			return -(i + 2);
+		ls_slot *s = &g->slots[i];
+		ls_read(r, s->buf, s->cap, max, &s->res);
+		if (s->res.err == -ENOBUFS) {
+			int k = ls_give(g->free_w, i);
+			if (k < 0)
+				return k;
+			if (s->cap >= max_buf)
+				return 2;
+			size_t nc = s->cap * 2 < max_buf ? s->cap * 2 : max_buf;
+			unsigned char *nb = realloc(s->buf, nc);
+			if (!nb)
+				return -ENOMEM;
+			s->buf = nb;
+			s->cap = nc;
+			continue;
+		}
+		int err = s->res.err, eof = s->res.eof;
+		if (s->res.n > 0 || s->res.skipped > 0) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			s->now_sec = ts.tv_sec;
+			s->now_nsec = ts.tv_nsec;
+			int k = ls_give(g->full_w, i);
+			if (k < 0)
+				return k;
+		} else {
+			int k = ls_give(g->free_w, i);
+			if (k < 0)
+				return k;
+		}
+		if (err < 0)
+			return err;
+		if (eof)
+			return 0;
+	}
+}
+
+// ls_collect waits until every slot is free: 0, 1 when woken, or a
+// negative errno.
+static int ls_collect(ls_ring *g) {
+	int got = 0, k = 0;
+	unsigned char held[256];
+	while (got < g->n) {
+		int i = ls_take(g->wake_r, g);
+		if (i == -1) {
+			k = 1;
+			break;
+		}
+		if (i < -1) {
+			k = -(i + 2);
+			break;
+		}
+		held[got++] = (unsigned char)i;
+	}
+	for (int i = 0; i < got; i++)
+		ls_give(g->free_w, held[i]);
+	return k;
+}
 */
 import "C"
 
 import (
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -644,4 +830,120 @@ func (j *Journal) Wait(timeout time.Duration) (Event, error) {
 		return Nop, fmt.Errorf("wait for the journal: %w", errno(k))
 	}
 	return Event(k), nil
+}
+
+// Ring is the set of read buffers Pump fills and the publishing side
+// reads: slots travel between the two by index over two pipes, so the
+// reading thread stays in C while it has free slots. Next, Slot and
+// Release are for one publishing goroutine; Pump and Collect for the
+// journal's thread.
+type Ring struct {
+	g    *C.ls_ring
+	full *os.File
+	rbuf []byte // what the last read of full got
+	pend []byte // its indices not yet returned by Next
+	// hb mirrors the hand-overs the pipes make, for the race detector,
+	// which does not see them: what one side wrote before handing a slot
+	// over happens before what the other does after taking it.
+	hb atomic.Uint64
+}
+
+// NewRing allocates n slots (at most 256) of size bytes each.
+func NewRing(n, size int) (*Ring, error) {
+	if err := Load(); err != nil {
+		return nil, err
+	}
+	var g *C.ls_ring
+	if k := C.ls_ring_new(C.int(n), C.size_t(size), &g); k < 0 {
+		return nil, fmt.Errorf("read buffers: %w", errno(k))
+	}
+	return &Ring{g: g, full: os.NewFile(uintptr(g.full_r), "journal-ring"), rbuf: make([]byte, n)}, nil
+}
+
+// Next waits for a filled slot and returns its index; io.EOF once
+// CloseWriter was called and every slot handed over was returned.
+func (r *Ring) Next() (int, error) {
+	if len(r.pend) == 0 {
+		b := r.rbuf
+		n, err := r.full.Read(b)
+		if n == 0 {
+			if err == nil {
+				err = io.EOF
+			}
+			return -1, err
+		}
+		r.pend = b[:n]
+	}
+	i := int(r.pend[0])
+	r.pend = r.pend[1:]
+	r.hb.Load()
+	return i, nil
+}
+
+// Slot returns slot i's records, what Read reported for them, and when
+// they were read.
+func (r *Ring) Slot(i int) ([]byte, ReadResult, time.Time) {
+	s := unsafe.Slice(r.g.slots, int(r.g.n))[i]
+	res := ReadResult{N: int(s.res.n), Used: int(s.res.used), EOF: s.res.eof != 0, Skipped: int(s.res.skipped), LastRealtime: uint64(s.res.last_realtime)}
+	return unsafe.Slice((*byte)(unsafe.Pointer(s.buf)), int(s.res.used)), res, time.Unix(int64(s.now_sec), int64(s.now_nsec))
+}
+
+// Release hands slot i back to Pump.
+func (r *Ring) Release(i int) {
+	r.hb.Add(1)
+	_, _ = syscall.Write(int(r.g.free_w), []byte{byte(i)})
+}
+
+// CloseWriter ends the stream of filled slots: Next returns io.EOF after
+// the last. Call it from the journal's thread once it pumps no more.
+func (r *Ring) CloseWriter() {
+	_ = syscall.Close(int(r.g.full_w))
+	r.g.full_w = -1
+}
+
+// Close frees the ring; nothing may use it after.
+func (r *Ring) Close() {
+	_ = r.full.Close()
+	r.g.full_r = -1
+	C.ls_ring_free(r.g)
+}
+
+// PumpEvent is why Pump returned.
+type PumpEvent int
+
+// Pump results.
+const (
+	PumpEnd      PumpEvent = iota // the end of the journal
+	PumpWoken                     // Wake was called
+	PumpTooLarge                  // the next entry is larger than maxBuf
+)
+
+// Pump reads batches of up to max entries into free slots of r until the
+// end of the journal, a Wake, an entry larger than maxBuf (the read
+// pointer is then before it), or an error (after handing over what was
+// read before it). Slots grow up to maxBuf for a large entry.
+func (j *Journal) Pump(r *Ring, max, maxBuf int) (PumpEvent, error) {
+	r.hb.Add(1)
+	k := C.ls_pump(j.r, r.g, C.int(max), C.size_t(maxBuf))
+	r.hb.Load()
+	if k < 0 {
+		return PumpEnd, fmt.Errorf("read journal: %w", errno(k))
+	}
+	return PumpEvent(k), nil
+}
+
+// Wake makes a running or the next Collect return false. Safe from any
+// goroutine until Close.
+func (r *Ring) Wake() {
+	_, _ = syscall.Write(int(r.g.wake_w), []byte{1})
+}
+
+// Collect waits until every slot is free; false when woken first.
+func (r *Ring) Collect() (bool, error) {
+	k := C.ls_collect(r.g)
+	r.hb.Load()
+	if k < 0 {
+		return false, errno(k)
+	}
+	return k == 0, nil
 }

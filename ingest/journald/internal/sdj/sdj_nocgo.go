@@ -52,3 +52,28 @@ func (*Journal) TestCursor(string) (bool, error)      { return false, errBuild }
 func (*Journal) Cursor() (string, error)              { return "", errBuild }
 func (*Journal) Read([]byte, int) (ReadResult, error) { return ReadResult{}, errBuild }
 func (*Journal) Wait(time.Duration) (Event, error)    { return Nop, errBuild }
+
+// Ring cannot be made in this build.
+type Ring struct{}
+
+// NewRing returns ErrUnavailable.
+func NewRing(int, int) (*Ring, error) { return nil, errBuild }
+
+// PumpEvent is why Pump returned.
+type PumpEvent int
+
+// Pump results.
+const (
+	PumpEnd PumpEvent = iota
+	PumpWoken
+	PumpTooLarge
+)
+
+func (*Ring) Next() (int, error)                         { return -1, errBuild }
+func (*Ring) Slot(int) ([]byte, ReadResult, time.Time)   { return nil, ReadResult{}, time.Time{} }
+func (*Ring) Release(int)                                {}
+func (*Ring) CloseWriter()                               {}
+func (*Ring) Close()                                     {}
+func (*Ring) Wake()                                      {}
+func (*Ring) Collect() (bool, error)                     { return false, errBuild }
+func (*Journal) Pump(*Ring, int, int) (PumpEvent, error) { return PumpEnd, errBuild }
