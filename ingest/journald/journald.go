@@ -30,6 +30,11 @@ import (
 // Publish must not keep e.Fields after it returns: the source fills the
 // same map for the next entry (bus.Publisher encodes the entry before it
 // returns). A sink that keeps entries copies the map.
+//
+// A sink may also have a method JetStream() bool, as *bus.Publisher does:
+// true gives reader_nice its JetStream default (DefaultReaderNice), false
+// or no such method the core-NATS one (0). A sink that wraps the bus
+// publisher forwards it, or the source reads at the core-NATS priority.
 type Sink interface {
 	Publish(ctx context.Context, e bus.Entry) error
 	Flush(ctx context.Context) error
