@@ -93,17 +93,27 @@ func consume(ring *sdj.Ring, got chan<- []string, bigs chan<- int) {
 	}
 }
 
+// pumpBig writes n entries, entry big with a 100,000-byte BIG field,
+// opens them with a ring of that many 4,096-byte slots, and consumes it
+// on another goroutine (see consume). It locks the calling goroutine to
+// its thread until the test ends, as Pump needs.
+func pumpBig(t *testing.T, n, big, slots int) (*sdj.Journal, *sdj.Ring, chan []string, chan int) {
+	t.Helper()
+	dir, id := ringJournal(t, n, big, 100_000)
+	runtime.LockOSThread()
+	t.Cleanup(runtime.UnlockOSThread)
+	j, ring := openRing(t, dir, id, []string{"MESSAGE", "BIG"}, slots, 4096)
+	got, bigs := make(chan []string, 1), make(chan int, 10)
+	go consume(ring, got, bigs)
+	return j, ring, got, bigs
+}
+
 // TestRingPump reads a journal through three small slots: every entry
 // arrives once and in order, and a slot grows for an entry larger than
 // it.
 func TestRingPump(t *testing.T) {
 	const n, big = 1000, 500
-	dir, id := ringJournal(t, n, big, 100_000)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	j, ring := openRing(t, dir, id, []string{"MESSAGE", "BIG"}, 3, 4096)
-	got, bigs := make(chan []string, 1), make(chan int, 10)
-	go consume(ring, got, bigs)
+	j, ring, got, bigs := pumpBig(t, n, big, 3)
 	// Every entry is in the journal already: the first end is the end.
 	if ev, err := j.Pump(ring, 64, 1<<20); err != nil || ev != sdj.PumpEnd {
 		t.Fatalf("pump: %v %v", ev, err)
@@ -130,12 +140,7 @@ func TestRingPump(t *testing.T) {
 // entries around it are read.
 func TestRingTooLarge(t *testing.T) {
 	const n, big = 300, 150
-	dir, id := ringJournal(t, n, big, 100_000)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	j, ring := openRing(t, dir, id, []string{"MESSAGE", "BIG"}, 2, 4096)
-	got, bigs := make(chan []string, 1), make(chan int, 10)
-	go consume(ring, got, bigs)
+	j, ring, got, bigs := pumpBig(t, n, big, 2)
 	tooLarge := 0
 	for {
 		ev, err := j.Pump(ring, 64, 16384)
