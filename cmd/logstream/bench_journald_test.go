@@ -8,7 +8,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/logstream/logstream/bus"
 	"github.com/logstream/logstream/ingest/journald"
+	"github.com/logstream/logstream/ingest/journald/journaldtest"
 )
 
 // TestBenchJournald runs logstream bench journald on a small journal: every
@@ -110,25 +110,11 @@ func (p *niceProbe) Publish(context.Context, bus.Entry) error {
 func (*niceProbe) Flush(context.Context) error { return nil }
 func (p *niceProbe) JetStream() bool           { return p.jetStream }
 
-// maxThreadNice reads the nice value of every thread of this process.
+// maxThreadNice returns the highest nice value among this process's
+// threads.
 func maxThreadNice(t *testing.T) int {
-	tasks, err := filepath.Glob("/proc/self/task/*/stat")
-	if err != nil || len(tasks) == 0 {
-		t.Fatalf("list threads: %v", err)
-	}
 	top := -20
-	for _, f := range tasks {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue // the thread ended
-		}
-		// After the command name in parentheses: state is field 3,
-		// nice field 19.
-		fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		n, err := strconv.Atoi(fields[16])
-		if err != nil {
-			t.Fatalf("%s: nice %q: %v", f, fields[16], err)
-		}
+	for _, n := range journaldtest.ThreadNices(t) {
 		top = max(top, n)
 	}
 	return top

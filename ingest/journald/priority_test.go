@@ -5,7 +5,6 @@ package journald_test
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,38 +16,10 @@ import (
 	"github.com/logstream/logstream/ingest/journald/journaldtest"
 )
 
-// threadNices returns the nice value of every thread of this process, by
-// thread ID, from /proc/self/task/<tid>/stat.
-func threadNices(t *testing.T) map[int]int {
-	t.Helper()
-	dirs, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nices := map[int]int{}
-	for _, d := range dirs {
-		b, err := os.ReadFile(filepath.Join("/proc/self/task", d.Name(), "stat"))
-		if err != nil {
-			continue // the thread ended meanwhile
-		}
-		// Fields after the command name (in parentheses, which may hold
-		// spaces): state is field 3, nice field 19.
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		nice, err := strconv.Atoi(f[19-3])
-		if err != nil {
-			t.Fatalf("%s: %q", d.Name(), s)
-		}
-		tid, _ := strconv.Atoi(d.Name())
-		nices[tid] = nice
-	}
-	return nices
-}
-
 // lowered returns the threads whose nice value is not the process's.
 func lowered(t *testing.T, own int) map[int]int {
 	out := map[int]int{}
-	for tid, n := range threadNices(t) {
+	for tid, n := range journaldtest.ThreadNices(t) {
 		if n != own {
 			out[tid] = n
 		}
@@ -59,7 +30,7 @@ func lowered(t *testing.T, own int) map[int]int {
 // processNice returns the nice value of the process: its main thread's,
 // whose thread ID is the process ID.
 func processNice(t *testing.T) int {
-	own, ok := threadNices(t)[os.Getpid()]
+	own, ok := journaldtest.ThreadNices(t)[os.Getpid()]
 	if !ok {
 		t.Fatal("no main thread in /proc/self/task")
 	}

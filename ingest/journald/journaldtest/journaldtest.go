@@ -34,6 +34,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -429,4 +430,32 @@ func removeStale(machineID string) {
 		os.RemoveAll(filepath.Join("/var/log/journal", machineID+"."+ns))
 		os.RemoveAll(filepath.Join("/run/log/journal", machineID+"."+ns))
 	}
+}
+
+// ThreadNices returns the nice value of every thread of this process, by
+// thread ID, from /proc/self/task/<tid>/stat.
+func ThreadNices(t testing.TB) map[int]int {
+	t.Helper()
+	dirs, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nices := map[int]int{}
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join("/proc/self/task", d.Name(), "stat"))
+		if err != nil {
+			continue // the thread ended meanwhile
+		}
+		// Fields after the command name (in parentheses, which may hold
+		// spaces): state is field 3, nice field 19.
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		nice, err := strconv.Atoi(f[19-3])
+		if err != nil {
+			t.Fatalf("%s: %q", d.Name(), s)
+		}
+		tid, _ := strconv.Atoi(d.Name())
+		nices[tid] = nice
+	}
+	return nices
 }
