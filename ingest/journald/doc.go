@@ -43,15 +43,15 @@
 // a pipe and taking freed ones back the same way, so once the runtime's
 // sysmon has taken its P (a goroutine in a cgo call keeps it until then)
 // it holds none of the Go scheduler's Ps: publishing and the embedded
-// server keep every P, and the reader gets the CPU time they leave. Its thread runs
-// reader_nice nice levels below the daemon (default 10 when the sink
-// publishes to JetStream, 0 in core-NATS mode): reading takes the CPU that
-// publishing and the embedded server's storing leave, and the journal
-// holds what is not read yet. In core-NATS mode reading is most of the
-// work and sets the rate, so it keeps the daemon's priority. When the
-// source stops, the thread's priority is restored before it runs other
-// goroutines; where that is not permitted (it needs CAP_SYS_NICE), the
-// thread ends with the goroutine.
+// server keep every P, and the reader gets the CPU time they leave. Its
+// thread runs reader_nice nice levels below the daemon (default 10 when
+// the sink publishes to JetStream, 0 in core-NATS mode): reading takes
+// the CPU that publishing and the embedded server's storing leave, and
+// the journal holds what is not read yet. In core-NATS mode reading is
+// most of the work and sets the rate, so it keeps the daemon's priority.
+// When the source stops, the thread's priority is restored before it runs
+// other goroutines; where that is not permitted (it needs CAP_SYS_NICE),
+// the thread ends with the goroutine.
 // The calling goroutine decodes each batch into entries and publishes
 // them; Publish blocks when the bus's in-flight window is full, the ring
 // runs dry, and reading stops — the source blocks when the publisher
