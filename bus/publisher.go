@@ -416,10 +416,6 @@ func (p *Publisher) retryLoop() {
 	}
 }
 
-// JetStream reports whether Publish stores into the JetStream stream
-// (and waits for its acknowledgements), as opposed to core NATS.
-func (p *Publisher) JetStream() bool { return p.jetstream }
-
 // InFlight returns how many entries await acknowledgement.
 func (p *Publisher) InFlight() int {
 	p.mu.Lock()

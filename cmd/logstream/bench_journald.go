@@ -357,14 +357,6 @@ type journaldCountingSink struct {
 	done      chan struct{}
 }
 
-// JetStream passes on the wrapped sink's answer: the source picks its
-// reader_nice default by asking the sink, and the benchmark must read as
-// the daemon does in the same mode.
-func (c *journaldCountingSink) JetStream() bool {
-	js, ok := c.Sink.(interface{ JetStream() bool })
-	return ok && js.JetStream()
-}
-
 func (c *journaldCountingSink) Publish(ctx context.Context, e bus.Entry) error {
 	if err := c.Sink.Publish(ctx, e); err != nil {
 		return err
@@ -376,8 +368,10 @@ func (c *journaldCountingSink) Publish(ctx context.Context, e bus.Entry) error {
 }
 
 // runJournaldSource reads the journal from its head into sink until n
-// entries were published and sink.Flush returned.
-func runJournaldSource(ctx context.Context, dir, match string, n, readerNice int, sink journald.Sink) (time.Duration, time.Duration, error) {
+// entries were published and sink.Flush returned. readerNice -1 gives
+// reader_nice the daemon's default for the bus mode jetStream, as
+// logstreamd does.
+func runJournaldSource(ctx context.Context, dir, match string, n, readerNice int, jetStream bool, sink journald.Sink) (time.Duration, time.Duration, error) {
 	state, err := os.MkdirTemp("", "logstream-bench-journald-")
 	if err != nil {
 		return 0, 0, err
@@ -388,6 +382,7 @@ func runJournaldSource(ctx context.Context, dir, match string, n, readerNice int
 	if readerNice >= 0 {
 		cfg.ReaderNice = &readerNice
 	}
+	cfg.SetReaderNiceDefault(jetStream)
 	if match != "" {
 		cfg.Matches.Fields = []string{match}
 	}
@@ -446,7 +441,7 @@ func benchJournaldSource(ctx context.Context, dir, match string, n, readerNice i
 		return 0, 0, err
 	}
 	defer closeBus()
-	return runJournaldSource(ctx, dir, match, n, readerNice, b.Publisher())
+	return runJournaldSource(ctx, dir, match, n, readerNice, jetStream, b.Publisher())
 }
 
 // journaldCaptureSink keeps the messages the bus would send for each entry.
@@ -460,7 +455,7 @@ func (*journaldCaptureSink) Flush(context.Context) error { return nil }
 
 func benchJournaldCapture(ctx context.Context, dir, match string, n, readerNice int) ([]*busbench.Msg, error) {
 	c := &journaldCaptureSink{}
-	if _, _, err := runJournaldSource(ctx, dir, match, n, readerNice, c); err != nil {
+	if _, _, err := runJournaldSource(ctx, dir, match, n, readerNice, true, c); err != nil {
 		return nil, err
 	}
 	return c.msgs, nil
@@ -519,10 +514,6 @@ func (s journaldBareSink) Publish(_ context.Context, e bus.Entry) error {
 
 func (s journaldBareSink) Flush(ctx context.Context) error { return s.p.Wait(ctx) }
 
-// JetStream gives the source the reader_nice default of JetStream mode,
-// as the bus publisher does in the source-jetstream case.
-func (journaldBareSink) JetStream() bool { return true }
-
 // benchJournaldReadBare reads the journal as the source does and
 // publishes with nats.go's async publisher.
 func benchJournaldReadBare(ctx context.Context, dir, match string, n, readerNice int) (time.Duration, time.Duration, error) {
@@ -531,5 +522,5 @@ func benchJournaldReadBare(ctx context.Context, dir, match string, n, readerNice
 		return 0, 0, err
 	}
 	defer closeBare()
-	return runJournaldSource(ctx, dir, match, n, readerNice, journaldBareSink{p})
+	return runJournaldSource(ctx, dir, match, n, readerNice, true, journaldBareSink{p})
 }

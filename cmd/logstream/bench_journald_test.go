@@ -94,13 +94,11 @@ func TestBenchJournaldCases(t *testing.T) {
 }
 
 // niceProbe is a sink that records, at the first entry, the highest nice
-// value among the process's threads, and says it publishes to JetStream
-// when jetStream is set.
+// value among the process's threads.
 type niceProbe struct {
-	t         *testing.T
-	jetStream bool
-	once      sync.Once
-	maxNice   int
+	t       *testing.T
+	once    sync.Once
+	maxNice int
 }
 
 func (p *niceProbe) Publish(context.Context, bus.Entry) error {
@@ -108,7 +106,6 @@ func (p *niceProbe) Publish(context.Context, bus.Entry) error {
 	return nil
 }
 func (*niceProbe) Flush(context.Context) error { return nil }
-func (p *niceProbe) JetStream() bool           { return p.jetStream }
 
 // maxThreadNice returns the highest nice value among this process's
 // threads.
@@ -121,9 +118,9 @@ func maxThreadNice(t *testing.T) int {
 }
 
 // TestBenchJournaldReaderNice checks that the source cases read as the
-// daemon does in their mode: the counting sink the benchmark wraps around
-// the publisher must not hide that it publishes to JetStream, or the
-// source-jetstream case would read at the daemon's core-NATS priority.
+// daemon does in their mode: -reader-nice -1 gives the JetStream cases the
+// daemon's JetStream default, and the core-NATS case 0; a value given
+// holds in both modes.
 func TestBenchJournaldReaderNice(t *testing.T) {
 	if own := maxThreadNice(t); own != 0 {
 		t.Skipf("the tests run at nice %d; the reader's default is relative to 0", own)
@@ -136,15 +133,16 @@ func TestBenchJournaldReaderNice(t *testing.T) {
 	}
 	defer jd.Close()
 	for _, c := range []struct {
-		jetStream bool
-		want      int
-	}{{true, journald.DefaultReaderNice}, {false, 0}} {
-		p := &niceProbe{t: t, jetStream: c.jetStream}
-		if _, _, err := runJournaldSource(ctx, jd.Dir, "TEST_ID=bench", 300, -1, p); err != nil {
+		readerNice int
+		jetStream  bool
+		want       int
+	}{{-1, true, journald.DefaultReaderNice}, {-1, false, 0}, {3, true, 3}, {3, false, 3}} {
+		p := &niceProbe{t: t}
+		if _, _, err := runJournaldSource(ctx, jd.Dir, "TEST_ID=bench", 300, c.readerNice, c.jetStream, p); err != nil {
 			t.Fatal(err)
 		}
 		if p.maxNice != c.want {
-			t.Errorf("JetStream %v: the reading thread at nice %d, want %d", c.jetStream, p.maxNice, c.want)
+			t.Errorf("-reader-nice %d, JetStream %v: the reading thread at nice %d, want %d", c.readerNice, c.jetStream, p.maxNice, c.want)
 		}
 	}
 }

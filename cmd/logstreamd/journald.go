@@ -13,7 +13,7 @@ func (d *daemon) addJournald() error {
 	if d.cfg.Journald.Enabled == journald.Off {
 		return nil
 	}
-	s, err := journald.New(d.cfg.Journald, d.cfg.StateDir, d.log.With("component", "journald"), d.reg)
+	s, err := journald.New(journaldConfig(&d.cfg), d.cfg.StateDir, d.log.With("component", "journald"), d.reg)
 	if err != nil {
 		return err
 	}
@@ -23,4 +23,12 @@ func (d *daemon) addJournald() error {
 	pub := d.bus.Publisher()
 	d.sources = append(d.sources, runner{name: "journald", run: func(ctx context.Context) error { return s.Run(ctx, pub) }})
 	return nil
+}
+
+// journaldConfig returns the journald section with the defaults that
+// depend on the bus filled in: reader_nice by bus.jetstream.
+func journaldConfig(cfg *Config) journald.Config {
+	c := cfg.Journald
+	c.SetReaderNiceDefault(cfg.Bus.UseJetStream())
+	return c
 }

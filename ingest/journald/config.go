@@ -104,9 +104,11 @@ type Config struct {
 	// journal is the buffer: reading gives way to publishing and to the
 	// embedded server storing what was read, which on a busy small
 	// machine moves more entries a second. 0 reads at the daemon's own
-	// priority. Unset (nil): DefaultReaderNice when the sink publishes to
-	// JetStream (its JetStream method says so), else 0 — in core-NATS
-	// mode reading is most of the work and sets the rate.
+	// priority. Unset (nil) it depends on the bus, and logstreamd fills it
+	// in with SetReaderNiceDefault: DefaultReaderNice when the bus
+	// publishes to JetStream, else 0 — in core-NATS mode reading is most
+	// of the work and sets the rate. A Source whose ReaderNice is still
+	// nil reads at 0.
 	ReaderNice *int `yaml:"reader_nice,omitempty"`
 }
 
@@ -146,9 +148,24 @@ func DefaultConfig() Config {
 	}
 }
 
-// DefaultReaderNice is the default of Config.ReaderNice when the sink
+// DefaultReaderNice is the default of Config.ReaderNice when the bus
 // publishes to JetStream.
 const DefaultReaderNice = 10
+
+// SetReaderNiceDefault fills an unset ReaderNice with its default for the
+// bus the source publishes to: DefaultReaderNice with JetStream (the
+// embedded server's storing sets the rate, and reading gives way to it),
+// 0 in core-NATS mode (reading sets the rate). A set value stays.
+func (c *Config) SetReaderNiceDefault(jetStream bool) {
+	if c.ReaderNice != nil {
+		return
+	}
+	n := 0
+	if jetStream {
+		n = DefaultReaderNice
+	}
+	c.ReaderNice = &n
+}
 
 // withDefaults fills zero fields from DefaultConfig. A nil ExcludeUnits or
 // Fields gets the default list; an empty one stays empty.

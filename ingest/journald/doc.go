@@ -44,8 +44,9 @@
 // sysmon has taken its P (a goroutine in a cgo call keeps it until then)
 // it holds none of the Go scheduler's Ps: publishing and the embedded
 // server keep every P, and the reader gets the CPU time they leave. Its
-// thread runs reader_nice nice levels below the daemon (default 10 when
-// the sink publishes to JetStream, 0 in core-NATS mode): reading takes
+// thread runs reader_nice nice levels below the daemon (logstreamd's
+// default 10 when the bus publishes to JetStream, 0 in core-NATS mode;
+// Config.SetReaderNiceDefault): reading takes
 // the CPU that publishing and the embedded server's storing leave, and
 // the journal holds what is not read yet. In core-NATS mode reading is
 // most of the work and sets the rate, so it keeps the daemon's priority.

@@ -30,11 +30,6 @@ import (
 // Publish must not keep e.Fields after it returns: the source fills the
 // same map for the next entry (bus.Publisher encodes the entry before it
 // returns). A sink that keeps entries copies the map.
-//
-// A sink may also have a method JetStream() bool, as *bus.Publisher does:
-// true gives reader_nice its JetStream default (DefaultReaderNice), false
-// or no such method the core-NATS one (0). A sink that wraps the bus
-// publisher forwards it, or the source reads at the core-NATS priority.
 type Sink interface {
 	Publish(ctx context.Context, e bus.Entry) error
 	Flush(ctx context.Context) error
@@ -417,7 +412,7 @@ func (s *Source) follow(ctx context.Context, sink Sink, com *committer) error {
 		// this goroutine (the main thread, which cannot end, then parks
 		// for good).
 		runtime.LockOSThread()
-		restore := s.lowerReaderPriority(s.readerNice(sink))
+		restore := s.lowerReaderPriority(s.readerNice())
 		r.readLoop(pctx)
 		if restore == nil || restore() == nil {
 			runtime.UnlockOSThread()
@@ -464,16 +459,11 @@ func (s *Source) follow(ctx context.Context, sink Sink, com *committer) error {
 	return nil
 }
 
-// readerNice returns reader_nice, or its default for sink: a sink that
-// says it publishes to JetStream gets DefaultReaderNice (the embedded
-// server's storing sets the rate there, and reading gives way to it),
-// any other 0 (reading sets the rate).
-func (s *Source) readerNice(sink Sink) int {
+// readerNice returns reader_nice: 0 when unset (SetReaderNiceDefault
+// was not called).
+func (s *Source) readerNice() int {
 	if s.cfg.ReaderNice != nil {
 		return *s.cfg.ReaderNice
-	}
-	if js, ok := sink.(interface{ JetStream() bool }); ok && js.JetStream() {
-		return DefaultReaderNice
 	}
 	return 0
 }

@@ -97,19 +97,35 @@ func TestReaderPriority(t *testing.T) {
 	}
 }
 
-// TestReaderPriorityDefault: without reader_nice the reading thread runs
-// DefaultReaderNice levels lower when the bus publishes to JetStream (the
-// embedded server's storing sets the rate), and at the process's priority
-// in core-NATS mode (reading sets the rate).
+// TestReaderPriorityDefault: SetReaderNiceDefault gives the reading
+// thread DefaultReaderNice levels below the process for a bus that
+// publishes to JetStream (the embedded server's storing sets the rate),
+// and the process's priority in core-NATS mode (reading sets the rate). A
+// reader_nice left unset reads at the process's priority whatever the
+// bus: the source does not guess the mode from its sink.
 func TestReaderPriorityDefault(t *testing.T) {
 	own := processNice(t)
 	for _, c := range []struct {
-		name string
-		bus  []func(*bus.Config)
-		want int // nice levels below the process; 0: no thread lowered
-	}{{"jetstream", nil, journald.DefaultReaderNice}, {"core", []func(*bus.Config){bustest.CoreMode}, 0}} {
+		name     string
+		core     bool // the bus in core-NATS mode
+		defaults bool // SetReaderNiceDefault called
+		want     int  // nice levels below the process; 0: no thread lowered
+	}{
+		{"jetstream", false, true, journald.DefaultReaderNice},
+		{"core", true, true, 0},
+		{"jetstream unset", false, false, 0},
+	} {
 		t.Run(c.name, func(t *testing.T) {
-			h := newHarness(t, harnessOpts{bus: c.bus}, func(cfg *journald.Config) { cfg.ReaderNice = nil })
+			var opts harnessOpts
+			if c.core {
+				opts.bus = []func(*bus.Config){bustest.CoreMode}
+			}
+			h := newHarness(t, opts, func(cfg *journald.Config) {
+				cfg.ReaderNice = nil
+				if c.defaults {
+					cfg.SetReaderNiceDefault(!c.core)
+				}
+			})
 			h.start() // returns once the source follows the journal: after it lowered its thread
 			expectLowered(t, own, c.want)
 			h.stop()
