@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"runtime"
@@ -34,12 +35,16 @@ func init() {
 var journaldBenchCases = []string{"journalctl-export", "source-core", "source-jetstream", "bare-jetstream", "read-bare-jetstream"}
 
 var journaldBenchHelp = map[string]string{
-	"journalctl-export":   "journalctl -o export > /dev/null",
-	"source-core":         "the source publishing to core NATS",
-	"source-jetstream":    "the source publishing to JetStream (the bus publisher)",
-	"bare-jetstream":      "nats.go's JetStream async publisher, the same messages from memory",
-	"read-bare-jetstream": "the same journal reading and entries, published by nats.go's JetStream async publisher instead of the bus publisher",
+	"journalctl-export":    "journalctl -o export > /dev/null",
+	"source-core":          "the source publishing to core NATS",
+	"source-jetstream":     "the source publishing to JetStream (the bus publisher)",
+	"bare-jetstream":       "nats.go's JetStream async publisher, the same messages from memory",
+	"read-bare-jetstream":  "the same journal reading and entries, published by nats.go's JetStream async publisher instead of the bus publisher",
+	"bare-jetstream-again": "bare-jetstream once more: against bare-jetstream, two runs of the same thing (an A/A comparison: the machine's noise)",
 }
+
+// journaldBenchExtraCases run only when -cases names them.
+var journaldBenchExtraCases = []string{"bare-jetstream-again"}
 
 // journaldBenchCase is one measured case of logstream bench journald.
 type journaldBenchCase struct {
@@ -121,7 +126,7 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 				d, cpu, err = benchJournalctl(ctx, *dir, match)
 			case "source-core", "source-jetstream":
 				d, cpu, err = benchJournaldSource(ctx, *dir, match, n, *readerNice, c == "source-jetstream")
-			case "bare-jetstream":
+			case "bare-jetstream", "bare-jetstream-again":
 				if msgs == nil {
 					if msgs, err = benchJournaldCapture(ctx, *dir, match, n, *readerNice); err != nil {
 						return err
@@ -145,26 +150,38 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 		enc.SetIndent("", "  ")
 		return enc.Encode(results)
 	}
+	printJournaldSummary(stdout, results, cases, *dir, n, *rounds)
+	return nil
+}
+
+// printJournaldSummary prints the best rate of each case, then each
+// target's ratio: best over best, and the median and mean of the rounds'
+// ratios, the mean with its 95% interval.
+func printJournaldSummary(w io.Writer, results []journaldBenchCase, cases []string, dir string, n, rounds int) {
 	best := map[string]float64{}
 	for _, r := range results {
 		best[r.Name] = max(best[r.Name], r.Rate)
 	}
-	fmt.Fprintf(stdout, "journal: %s, %d entries, %d round(s); best of each:\n", *dir, n, *rounds)
+	fmt.Fprintf(w, "journal: %s, %d entries, %d round(s); best of each:\n", dir, n, rounds)
 	for _, c := range cases {
-		fmt.Fprintf(stdout, "  %-20s %10.0f entries/s  %s\n", c, best[c], journaldBenchHelp[c])
+		fmt.Fprintf(w, "  %-20s %10.0f entries/s  %s\n", c, best[c], journaldBenchHelp[c])
 	}
 	for _, r := range []struct{ a, b, note string }{
 		{"source-core", "journalctl-export", "target >= 1.0"},
 		{"source-jetstream", "bare-jetstream", "target >= 0.9; the bare publisher reads nothing"},
 		{"source-jetstream", "read-bare-jetstream", "the same reading on both sides"},
+		{"bare-jetstream-again", "bare-jetstream", "A/A: the same publisher twice, 1.0 but for the noise"},
 	} {
 		if best[r.a] == 0 || best[r.b] == 0 {
 			continue
 		}
-		fmt.Fprintf(stdout, "%-38s = %.2f best/best, %.2f median of the rounds' ratios (%s)\n",
-			r.a+" / "+r.b, best[r.a]/best[r.b], medianRatio(results, r.a, r.b), r.note)
+		ratios := roundRatios(results, r.a, r.b)
+		fmt.Fprintf(w, "%-38s = %.2f best/best, %.2f median of the rounds' ratios", r.a+" / "+r.b, best[r.a]/best[r.b], median(ratios))
+		if mean, lo, hi, ok := meanInterval(ratios); ok {
+			fmt.Fprintf(w, ", mean %.3f (95%%: %.3f-%.3f)", mean, lo, hi)
+		}
+		fmt.Fprintf(w, " (%s)\n", r.note)
 	}
-	return nil
 }
 
 // selectJournaldBenchCases parses -cases: known names, each once.
@@ -173,7 +190,7 @@ func selectJournaldBenchCases(list string) ([]string, error) {
 	for _, c := range strings.Split(list, ",") {
 		c = strings.TrimSpace(c)
 		if _, ok := journaldBenchHelp[c]; !ok {
-			return nil, fmt.Errorf("-cases: unknown case %q (known: %s)", c, strings.Join(journaldBenchCases, ", "))
+			return nil, fmt.Errorf("-cases: unknown case %q (known: %s)", c, strings.Join(append(journaldBenchCases, journaldBenchExtraCases...), ", "))
 		}
 		if slices.Contains(cases, c) {
 			return nil, fmt.Errorf("-cases: %q given twice", c)
@@ -183,9 +200,8 @@ func selectJournaldBenchCases(list string) ([]string, error) {
 	return cases, nil
 }
 
-// medianRatio is the median over the rounds of a's rate over b's in the
-// same round: less moved by one disturbed round than best over best.
-func medianRatio(results []journaldBenchCase, a, b string) float64 {
+// roundRatios returns a's rate over b's in each round that ran both.
+func roundRatios(results []journaldBenchCase, a, b string) []float64 {
 	var ra, rb, ratios []float64
 	for _, r := range results {
 		switch r.Name {
@@ -198,14 +214,49 @@ func medianRatio(results []journaldBenchCase, a, b string) float64 {
 	for i := range min(len(ra), len(rb)) {
 		ratios = append(ratios, ra[i]/rb[i])
 	}
-	if len(ratios) == 0 {
+	return ratios
+}
+
+// median returns the median of xs, 0 for none: less moved by one
+// disturbed round than best over best.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
 		return 0
 	}
-	slices.Sort(ratios)
-	if k := len(ratios); k%2 == 0 {
-		return (ratios[k/2-1] + ratios[k/2]) / 2
+	s := slices.Sorted(slices.Values(xs))
+	if k := len(s); k%2 == 0 {
+		return (s[k/2-1] + s[k/2]) / 2
 	}
-	return ratios[len(ratios)/2]
+	return s[len(s)/2]
+}
+
+// tQuantile975 holds Student's t 97.5% quantiles for 1 to 30 degrees of
+// freedom; beyond, the normal 1.96 is close enough.
+var tQuantile975 = [...]float64{12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+	2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+	2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042}
+
+// meanInterval returns the mean of xs and its 95% confidence interval
+// (Student's t: the rounds are few); ok is false for fewer than two.
+func meanInterval(xs []float64) (mean, lo, hi float64, ok bool) {
+	n := len(xs)
+	if n < 2 {
+		return 0, 0, 0, false
+	}
+	for _, x := range xs {
+		mean += x
+	}
+	mean /= float64(n)
+	var ss float64
+	for _, x := range xs {
+		ss += (x - mean) * (x - mean)
+	}
+	t := 1.96
+	if n-1 <= len(tQuantile975) {
+		t = tQuantile975[n-2]
+	}
+	h := t * math.Sqrt(ss/float64(n-1)/float64(n))
+	return mean, mean - h, mean + h, true
 }
 
 // startProfile writes a CPU profile to cpuPrefix.name.round and an

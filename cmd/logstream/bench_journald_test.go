@@ -53,7 +53,7 @@ func TestBenchJournaldCases(t *testing.T) {
 	defer cancel()
 	var out, errOut bytes.Buffer
 	prof := t.TempDir()
-	if err := runBenchJournald(ctx, []string{"-entries", "2000", "-rounds", "2", "-cases", "bare-jetstream,source-jetstream", "-reader-nice", "0", "-json",
+	if err := runBenchJournald(ctx, []string{"-entries", "2000", "-rounds", "2", "-cases", "bare-jetstream,source-jetstream,bare-jetstream-again", "-reader-nice", "0", "-json",
 		"-cpuprofile", filepath.Join(prof, "cpu"), "-trace", filepath.Join(prof, "trace")}, &out, &errOut); err != nil {
 		t.Fatalf("bench journald: %v\n%s", err, errOut.String())
 	}
@@ -61,7 +61,7 @@ func TestBenchJournaldCases(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
 		t.Fatalf("output: %v\n%s", err, out.String())
 	}
-	want := []string{"bare-jetstream", "source-jetstream", "bare-jetstream", "source-jetstream"}
+	want := []string{"bare-jetstream", "source-jetstream", "bare-jetstream-again", "bare-jetstream", "source-jetstream", "bare-jetstream-again"}
 	if len(res) != len(want) {
 		t.Fatalf("%d results, want %d: %s", len(res), len(want), out.String())
 	}
@@ -147,18 +147,64 @@ func TestBenchJournaldReaderNice(t *testing.T) {
 	}
 }
 
-func TestMedianRatio(t *testing.T) {
+// TestRoundRatios: the ratios pair each round's rates, their median and
+// their mean with Student's t interval.
+func TestRoundRatios(t *testing.T) {
 	var res []journaldBenchCase
 	for _, r := range [][2]float64{{90, 100}, {50, 100}, {95, 100}, {80, 100}} {
 		res = append(res, journaldBenchCase{Name: "a", Rate: r[0]}, journaldBenchCase{Name: "b", Rate: r[1]})
 	}
-	if got := medianRatio(res, "a", "b"); math.Abs(got-0.85) > 1e-9 {
+	ratios := roundRatios(res, "a", "b")
+	if got := median(ratios); math.Abs(got-0.85) > 1e-9 {
 		t.Errorf("median of 0.9, 0.5, 0.95, 0.8 = %v, want 0.85", got)
 	}
-	if got := medianRatio(res[:6], "a", "b"); math.Abs(got-0.9) > 1e-9 {
+	if got := median(roundRatios(res[:6], "a", "b")); math.Abs(got-0.9) > 1e-9 {
 		t.Errorf("median of 0.9, 0.5, 0.95 = %v, want 0.9", got)
 	}
-	if got := medianRatio(res, "a", "c"); got != 0 {
-		t.Errorf("no rounds of c: %v, want 0", got)
+	if got := roundRatios(res, "a", "c"); len(got) != 0 || median(got) != 0 {
+		t.Errorf("no rounds of c: %v, median %v; want none, 0", got, median(got))
+	}
+	// mean 0.7875, standard error sqrt(0.121875/3/4) = 0.100778, t(3) 3.182.
+	mean, lo, hi, ok := meanInterval(ratios)
+	if !ok || math.Abs(mean-0.7875) > 1e-9 || math.Abs(lo-(0.7875-0.320676)) > 1e-5 || math.Abs(hi-(0.7875+0.320676)) > 1e-5 {
+		t.Errorf("meanInterval(%v) = %v %v %v %v, want 0.7875 0.466824 1.108176 true", ratios, mean, lo, hi, ok)
+	}
+	// 40 rounds: the normal quantile; the interval is symmetric.
+	var many []float64
+	for i := range 40 {
+		many = append(many, 0.9+float64(i%2)/10)
+	}
+	mean, lo, hi, _ = meanInterval(many)
+	if h := 1.96 * math.Sqrt(0.01*40/4/39/40); math.Abs(mean-0.95) > 1e-9 || math.Abs(hi-mean-h) > 1e-9 || math.Abs(mean-lo-h) > 1e-9 {
+		t.Errorf("40 rounds: %v %v %v, want 0.95 ± %v", mean, lo, hi, h)
+	}
+	if _, _, _, ok := meanInterval([]float64{0.9}); ok {
+		t.Error("one round: an interval, want none")
+	}
+}
+
+// TestJournaldSummary: the text summary names every case run and each
+// ratio whose two cases ran, with the A/A line for bare-jetstream-again.
+func TestJournaldSummary(t *testing.T) {
+	var res []journaldBenchCase
+	for _, r := range [][3]float64{{90, 100, 102}, {92, 100, 98}, {95, 100, 100}} {
+		res = append(res, journaldBenchCase{Name: "source-jetstream", Rate: r[0]},
+			journaldBenchCase{Name: "bare-jetstream", Rate: r[1]},
+			journaldBenchCase{Name: "bare-jetstream-again", Rate: r[2]})
+	}
+	var out strings.Builder
+	printJournaldSummary(&out, res, []string{"source-jetstream", "bare-jetstream", "bare-jetstream-again"}, "/j", 200, 3)
+	got := out.String()
+	for _, want := range []string{
+		"journal: /j, 200 entries, 3 round(s)",
+		"source-jetstream / bare-jetstream      = 0.95 best/best, 0.92 median of the rounds' ratios, mean 0.923 (95%: 0.861-0.986) (target >= 0.9",
+		"bare-jetstream-again / bare-jetstream  = 1.02 best/best, 1.00 median of the rounds' ratios, mean 1.000 (95%: 0.950-1.050) (A/A",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "journalctl-export") || strings.Contains(got, "read-bare-jetstream") {
+		t.Errorf("summary names cases that did not run:\n%s", got)
 	}
 }
