@@ -73,6 +73,7 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 	entries := fs.Int("entries", 200000, "entries to write into a private journald (root needed)")
 	dir := fs.String("dir", "", "read this journal directory instead of writing one (every entry in it is read)")
 	rounds := fs.Int("rounds", 1, "times to run every case")
+	warmup := fs.Int("warmup", 1, "rounds to run first and not count: the first round after writing the journal and capturing the bare publisher's messages runs slower, the bare publisher most")
 	jsonOut := fs.Bool("json", false, "print the results as JSON")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of each case and round to this prefix: PREFIX.CASE.ROUND")
 	traceOut := fs.String("trace", "", "write a Go execution trace of each case and round (go tool trace) to this prefix: PREFIX.CASE.ROUND")
@@ -84,6 +85,12 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 	cases, err := selectJournaldBenchCases(*caseList)
 	if err != nil {
 		return err
+	}
+	if *rounds < 1 {
+		return fmt.Errorf("-rounds: %d, want 1 or more", *rounds)
+	}
+	if *warmup < 0 {
+		return fmt.Errorf("-warmup: %d, want 0 or more", *warmup)
 	}
 	if *readerNice < -1 || *readerNice > 19 {
 		return fmt.Errorf("-reader-nice: %d out of range 0-19 (or -1 for the default)", *readerNice)
@@ -110,16 +117,19 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	var results []journaldBenchCase
 	var msgs []*busbench.Msg
-	for round := range *rounds {
+	for i := range *warmup + *rounds {
+		round := i - *warmup // negative: a warm-up round
 		for _, c := range cases {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			var d, cpu time.Duration
 			quiesce()
-			stopProfile, err := startProfile(*cpuprofile, *traceOut, c, round)
-			if err != nil {
-				return err
+			stopProfile := func() {}
+			if round >= 0 {
+				if stopProfile, err = startProfile(*cpuprofile, *traceOut, c, round); err != nil {
+					return err
+				}
 			}
 			switch c {
 			case "journalctl-export":
@@ -140,9 +150,14 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 			if err != nil {
 				return fmt.Errorf("%s: %w", c, err)
 			}
-			results = append(results, journaldBenchCase{Name: c, Entries: n, Seconds: d.Seconds(),
-				Rate: float64(n) / d.Seconds(), CPUPerUsec: float64(cpu.Microseconds()) / float64(n)})
-			fmt.Fprintf(stderr, "%-18s %10.0f entries/s  %5.1f µs CPU/entry\n", c, float64(n)/d.Seconds(), float64(cpu.Microseconds())/float64(n))
+			note := ""
+			if round < 0 {
+				note = "  (warm-up, not counted)"
+			} else {
+				results = append(results, journaldBenchCase{Name: c, Entries: n, Seconds: d.Seconds(),
+					Rate: float64(n) / d.Seconds(), CPUPerUsec: float64(cpu.Microseconds()) / float64(n)})
+			}
+			fmt.Fprintf(stderr, "%-18s %10.0f entries/s  %5.1f µs CPU/entry%s\n", c, float64(n)/d.Seconds(), float64(cpu.Microseconds())/float64(n), note)
 		}
 	}
 	if *jsonOut {
@@ -162,7 +177,7 @@ func printJournaldSummary(w io.Writer, results []journaldBenchCase, cases []stri
 	for _, r := range results {
 		best[r.Name] = max(best[r.Name], r.Rate)
 	}
-	fmt.Fprintf(w, "journal: %s, %d entries, %d round(s); best of each:\n", dir, n, rounds)
+	fmt.Fprintf(w, "journal: %s, %d entries, %d round(s) after the warm-up; best of each:\n", dir, n, rounds)
 	for _, c := range cases {
 		fmt.Fprintf(w, "  %-20s %10.0f entries/s  %s\n", c, best[c], journaldBenchHelp[c])
 	}

@@ -70,6 +70,11 @@ func TestBenchJournaldCases(t *testing.T) {
 			t.Errorf("result %d: %+v, want case %s", i, r, want[i])
 		}
 	}
+	// The default warm-up round runs every case once more, uncounted and
+	// unprofiled.
+	if got := strings.Count(errOut.String(), "(warm-up, not counted)"); got != 3 {
+		t.Errorf("%d warm-up lines, want 3:\n%s", got, errOut.String())
+	}
 	for _, c := range want {
 		for _, p := range []struct{ prefix, magic string }{{"cpu", "\x1f\x8b"}, {"trace", "go 1."}} {
 			f := filepath.Join(prof, p.prefix+"."+c+".2")
@@ -77,6 +82,15 @@ func TestBenchJournaldCases(t *testing.T) {
 			if err != nil || !bytes.HasPrefix(b, []byte(p.magic)) {
 				t.Errorf("%s: %v, %d bytes, want a file starting with %q", f, err, len(b), p.magic)
 			}
+			if f := filepath.Join(prof, p.prefix+"."+c+".3"); fileExists(f) {
+				t.Errorf("%s written: a profile of the warm-up round", f)
+			}
+		}
+	}
+	for _, bad := range [][]string{{"-rounds", "0"}, {"-warmup", "-1"}} {
+		err := runBenchJournald(ctx, bad, &out, &errOut)
+		if err == nil || !strings.Contains(err.Error(), bad[0]) {
+			t.Errorf("%s %s: %v, want an error naming %s", bad[0], bad[1], err, bad[0])
 		}
 	}
 	for _, bad := range []string{"source-jetstream,nope", "source-core,source-core", ""} {
@@ -91,6 +105,11 @@ func TestBenchJournaldCases(t *testing.T) {
 			t.Errorf("-reader-nice %s: %v, want an error naming -reader-nice", bad, err)
 		}
 	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // niceProbe is a sink that records, at the first entry, the highest nice
@@ -196,7 +215,7 @@ func TestJournaldSummary(t *testing.T) {
 	printJournaldSummary(&out, res, []string{"source-jetstream", "bare-jetstream", "bare-jetstream-again"}, "/j", 200, 3)
 	got := out.String()
 	for _, want := range []string{
-		"journal: /j, 200 entries, 3 round(s)",
+		"journal: /j, 200 entries, 3 round(s) after the warm-up",
 		"source-jetstream / bare-jetstream      = 0.95 best/best, 0.92 median of the rounds' ratios, mean 0.923 (95%: 0.861-0.986) (target >= 0.9",
 		"bare-jetstream-again / bare-jetstream  = 1.02 best/best, 1.00 median of the rounds' ratios, mean 1.000 (95%: 0.950-1.050) (A/A",
 	} {
