@@ -116,7 +116,16 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 		return fmt.Errorf("no entries in %s", *dir)
 	}
 	var results []journaldBenchCase
+	// The bare publisher's messages are captured before the first round,
+	// so that the warm-up runs every case with them in memory, as the
+	// counted rounds do.
 	var msgs []*busbench.Msg
+	if slices.Contains(cases, "bare-jetstream") || slices.Contains(cases, "bare-jetstream-again") {
+		if msgs, err = benchJournaldCapture(ctx, *dir, match, n, *readerNice); err != nil {
+			return fmt.Errorf("capture the bare publisher's messages: %w", err)
+		}
+		fmt.Fprintf(stderr, "captured %d messages for the bare publisher\n", len(msgs))
+	}
 	for i := range *warmup + *rounds {
 		round := i - *warmup // negative: a warm-up round
 		for _, c := range cases {
@@ -137,11 +146,6 @@ func runBenchJournald(ctx context.Context, args []string, stdout, stderr io.Writ
 			case "source-core", "source-jetstream":
 				d, cpu, err = benchJournaldSource(ctx, *dir, match, n, *readerNice, c == "source-jetstream")
 			case "bare-jetstream", "bare-jetstream-again":
-				if msgs == nil {
-					if msgs, err = benchJournaldCapture(ctx, *dir, match, n, *readerNice); err != nil {
-						return err
-					}
-				}
 				d, cpu, err = benchJournaldBare(ctx, msgs)
 			case "read-bare-jetstream":
 				d, cpu, err = benchJournaldReadBare(ctx, *dir, match, n, *readerNice)

@@ -70,10 +70,13 @@ func TestBenchJournaldCases(t *testing.T) {
 			t.Errorf("result %d: %+v, want case %s", i, r, want[i])
 		}
 	}
-	// The default warm-up round runs every case once more, uncounted and
-	// unprofiled.
+	// The bare publisher's messages are captured first; then the default
+	// warm-up round runs every case once more, uncounted and unprofiled.
 	if got := strings.Count(errOut.String(), "(warm-up, not counted)"); got != 3 {
 		t.Errorf("%d warm-up lines, want 3:\n%s", got, errOut.String())
+	}
+	if c, w := strings.Index(errOut.String(), "captured 2000 messages for the bare publisher\n"), strings.Index(errOut.String(), "(warm-up"); c < 0 || c > w {
+		t.Errorf("the capture is not reported before the warm-up round:\n%s", errOut.String())
 	}
 	for _, c := range want {
 		for _, p := range []struct{ prefix, magic string }{{"cpu", "\x1f\x8b"}, {"trace", "go 1."}} {
