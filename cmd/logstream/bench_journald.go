@@ -209,7 +209,7 @@ func selectJournaldBenchCases(list string) ([]string, error) {
 	for _, c := range strings.Split(list, ",") {
 		c = strings.TrimSpace(c)
 		if _, ok := journaldBenchHelp[c]; !ok {
-			return nil, fmt.Errorf("-cases: unknown case %q (known: %s)", c, strings.Join(append(journaldBenchCases, journaldBenchExtraCases...), ", "))
+			return nil, fmt.Errorf("-cases: unknown case %q (known: %s)", c, strings.Join(slices.Concat(journaldBenchCases, journaldBenchExtraCases), ", "))
 		}
 		if slices.Contains(cases, c) {
 			return nil, fmt.Errorf("-cases: %q given twice", c)

@@ -201,25 +201,20 @@ func TestRingWake(t *testing.T) {
 		t.Fatalf("pump: %v %v, want woken", ev, err)
 	}
 	collected := make(chan bool)
-	go func() {
+	collect := func() {
 		ok, err := ring.Collect()
 		if err != nil {
 			t.Error(err)
 		}
 		collected <- ok
-	}()
+	}
+	go collect()
 	ring.Release(<-held)
 	ring.Wake()
 	if ok := <-collected; ok {
 		t.Fatal("Collect returned true with a slot held")
 	}
-	go func() {
-		ok, err := ring.Collect()
-		if err != nil {
-			t.Error(err)
-		}
-		collected <- ok
-	}()
+	go collect()
 	ring.Release(<-held)
 	if ok := <-collected; !ok {
 		t.Fatal("Collect returned false with every slot free")

@@ -308,6 +308,15 @@ static void ls_read(ls_reader *r, unsigned char *buf, size_t cap, int max, ls_re
 	res->used = off;
 }
 
+// ls_woken reports (and consumes) bytes on the wake pipe wake_r.
+static int ls_woken(int wake_r) {
+	char b[64];
+	int w = 0;
+	while (read(wake_r, b, sizeof b) > 0)
+		w = 1;
+	return w;
+}
+
 // ls_wait waits for a journal change, a byte on the wake pipe, or
 // timeout_usec ((uint64_t)-1: no limit). Returns 0 nothing, 1 append,
 // 2 invalidate, 3 woken, or a negative errno.
@@ -342,9 +351,7 @@ static int ls_wait(ls_reader *r, uint64_t timeout_usec) {
 		return -errno;
 	int woken = 0;
 	if (k > 0 && (p[1].revents & POLLIN)) {
-		char b[64];
-		while (read(r->wake_r, b, sizeof b) > 0)
-			;
+		ls_woken(r->wake_r);
 		woken = 1;
 	}
 	k = ls_fn.process(r->j);
@@ -451,15 +458,6 @@ static int ls_ring_new(int n, size_t size, ls_ring **out) {
 	}
 	*out = g;
 	return 0;
-}
-
-// ls_woken reports (and consumes) bytes on the wake pipe wake_r.
-static int ls_woken(int wake_r) {
-	char b[64];
-	int w = 0;
-	while (read(wake_r, b, sizeof b) > 0)
-		w = 1;
-	return w;
 }
 
 // ls_take waits for a free slot; -1 when woken (a byte on wake_r), -2 -
